@@ -1,0 +1,116 @@
+"""Settings read from environment variables, in one place.
+
+Every variable is documented once, in the README's configuration table. `settings()` is a pure function
+of the environment so that the app factory, gunicorn.conf.py and the tests all read it the same way.
+"""
+import os
+from datetime import timedelta
+
+BASE_DIR = os.path.dirname(os.path.abspath(__file__))
+INSTANCE_DIR = os.path.join(BASE_DIR, "instance")
+
+DEFAULT_EMOTIONS = "happy,sad,angry,surprised,fearful,disgusted,neutral"
+
+# Values that must never reach production: the empty string and the placeholders people copy from docs.
+PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development"}
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names the variable to fix."""
+
+
+def _int(env, name, default, minimum=0):
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env, name, default, minimum=0.0):
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env, name, default):
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _emotions(env):
+    raw = env.get("EMOTIONS") or DEFAULT_EMOTIONS
+    words = [w.strip().lower() for w in raw.split(",") if w.strip()]
+    if not words:
+        raise ConfigError("EMOTIONS must list at least one emotion, separated by commas")
+    if any(len(w) > 32 for w in words):
+        raise ConfigError("EMOTIONS: each emotion must be at most 32 characters")
+    return tuple(dict.fromkeys(words))
+
+
+def settings(env=None):
+    """Return the Flask config mapping built from `env` (default: os.environ)."""
+    env = os.environ if env is None else env
+    app_env = (env.get("APP_ENV") or "development").strip().lower()
+    if app_env not in ("development", "production"):
+        raise ConfigError(f"APP_ENV must be 'development' or 'production', got {app_env!r}")
+    access_ttl = _int(env, "ACCESS_TOKEN_TTL", 900, minimum=1)
+    refresh_ttl = _int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=1)
+    return {
+        "APP_ENV": app_env,
+        "SECRET_KEY": env.get("SECRET_KEY"),
+        "JWT_SECRET_KEY": env.get("JWT_SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
+        or "sqlite:///" + os.path.join(INSTANCE_DIR, "emotion_app.db"),
+        "JWT_ACCESS_TOKEN_EXPIRES": timedelta(seconds=access_ttl),
+        "JWT_REFRESH_TOKEN_EXPIRES": timedelta(seconds=refresh_ttl),
+        "EMOTIONS": _emotions(env),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 16 * 1024, minimum=256),
+        "WS_MAX_MESSAGE_BYTES": _int(env, "WS_MAX_MESSAGE_BYTES", 4096, minimum=128),
+        "WS_PING_INTERVAL": _float(env, "WS_PING_INTERVAL", 25.0),
+        "WS_SEND_QUEUE": _int(env, "WS_SEND_QUEUE", 256, minimum=1),
+        "WS_SEND_TIMEOUT": _float(env, "WS_SEND_TIMEOUT", 10.0, minimum=0.1),
+        "WS_COMPRESSION": _bool(env, "WS_COMPRESSION", False),
+        "HISTORY_MAX_LIMIT": _int(env, "HISTORY_MAX_LIMIT", 100, minimum=1),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or "info").upper(),
+    }
+
+
+def server_settings(env=None):
+    """Return the gunicorn-facing settings: bind address, workers, connections per worker."""
+    env = os.environ if env is None else env
+    host = env.get("HOST") or "0.0.0.0"
+    port = _int(env, "PORT", 8000, minimum=1)
+    workers = _int(env, "WEB_CONCURRENCY", 1, minimum=1)
+    if workers > 1:
+        # The in-process broker only reaches sockets of its own worker: a user's devices on two
+        # workers would silently stop seeing each other's updates.
+        raise ConfigError(
+            f"WEB_CONCURRENCY={workers} needs a shared broker, and only the in-process broker is "
+            "available: run one worker (WEB_CONCURRENCY=1)"
+        )
+    return {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_connections": _int(env, "WORKER_CONNECTIONS", 1000, minimum=1),
+        "log_level": (env.get("LOG_LEVEL") or "info").lower(),
+    }

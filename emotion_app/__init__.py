@@ -1,0 +1,146 @@
+"""emotion_app: the real-time backend that keeps a person's current emotion in sync across devices."""
+import json
+import logging
+import os
+import secrets
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.pool import QueuePool
+
+import config
+
+from . import auth, emotions, health, pages, ws
+from .broker import create_broker
+from .errors import register_error_handlers
+from .extensions import db, jwt, migrate, sock
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+def create_app(overrides=None):
+    """Build the application: settings, secrets, database, extensions, blueprints, broker."""
+    app = Flask(__name__, instance_path=config.INSTANCE_DIR)
+    app.config.update(config.settings())
+    app.config.update(overrides or {})
+    configure_logging(app)
+    load_secrets(app)
+    configure_jwt(app)
+    configure_database(app)
+    configure_websocket(app)
+
+    db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():  # creates the engine object only; nothing connects yet
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    migrate.init_app(app, db, directory=os.path.join(config.BASE_DIR, "migrations"))
+    jwt.init_app(app)
+    sock.init_app(app)
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(emotions.bp)
+    app.register_blueprint(ws.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
+    register_error_handlers(app)
+    auth.register_jwt_callbacks(app)
+
+    start_delivery(app)
+    return app
+
+
+def configure_logging(app):
+    """Send app logs to stderr at LOG_LEVEL unless a server (gunicorn) already set up logging."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("emotion_app").setLevel(app.config["LOG_LEVEL"])
+
+
+def load_secrets(app):
+    """Require real secrets in production; in development, generate them once and keep them in instance/."""
+    names = ("SECRET_KEY", "JWT_SECRET_KEY")
+    missing = [n for n in names if (app.config.get(n) or "").strip() in config.PLACEHOLDER_SECRETS]
+    if not missing:
+        return
+    if app.config["APP_ENV"] == "production":
+        raise config.ConfigError(
+            f"APP_ENV=production needs {' and '.join(missing)} set to a long random value, "
+            'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    path = os.path.join(app.instance_path, "dev-secrets.json")
+    os.makedirs(app.instance_path, exist_ok=True)
+    try:
+        # O_EXCL: when several processes start at once, one writes and the others read its file.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path) as fh:
+            stored = json.load(fh)
+    else:
+        stored = {n: secrets.token_urlsafe(48) for n in names}
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh)
+        log.warning("development mode: generated %s and saved them in %s", " and ".join(names), path)
+    for name in missing:
+        app.config[name] = stored[name]
+
+
+def configure_jwt(app):
+    """Pin the token format: HS256 only, access tokens as Bearer header (and ?token= on the socket)."""
+    app.config.update(
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_QUERY_STRING_NAME="token",
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        # Tokens travel in headers, never cookies: no CSRF double-submit claim needed.
+        JWT_COOKIE_CSRF_PROTECT=False,
+    )
+
+
+def configure_database(app):
+    """Engine options per backend; SQLite gets one pooled connection in WAL mode."""
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite"):
+        path = uri.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # One connection, handed from greenlet to greenlet: SQLite has a single writer anyway, and
+        # a second connection would only wait on its lock while blocking the whole worker.
+        app.config.setdefault(
+            "SQLALCHEMY_ENGINE_OPTIONS",
+            {
+                "poolclass": QueuePool,
+                "pool_size": 1,
+                "max_overflow": 0,
+                "pool_timeout": 10,
+                "connect_args": {"check_same_thread": False, "timeout": 5},
+            },
+        )
+    else:
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    """WAL lets readers run beside the writer; synchronous=NORMAL in WAL keeps commits across a crash."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def configure_websocket(app):
+    """Options for every socket: server pings and the largest frame accepted."""
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": app.config["WS_PING_INTERVAL"] or None,
+        "max_message_size": app.config["WS_MAX_MESSAGE_BYTES"],
+    }
+
+
+def start_delivery(app):
+    """Connect the broker to this process's hub of sockets."""
+    hub = Hub()
+    broker = create_broker("memory://")
+    broker.subscribe(hub.dispatch)
+    app.extensions["emotion_hub"] = hub
+    app.extensions["emotion_broker"] = broker

@@ -1,0 +1,84 @@
+"""One JSON error shape for every HTTP error.
+
+    {"status": 400, "error": "invalid_field", "message": "...", ...extra fields}
+
+`error` is a stable machine-readable code, `message` a sentence for people; some errors add fields
+(`fields` for validation, `retry_after` for rate limits).
+"""
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing.exceptions import WebsocketMismatch
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error raised by a view, rendered as the JSON error shape."""
+
+    def __init__(self, status, error, message, **extra):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status, error, message, **extra):
+    """Build a JSON error response in the one shape."""
+    body = {"status": status, "error": error, "message": message, **extra}
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+# Codes for the HTTP errors Werkzeug raises by itself (unknown route, wrong method, body too large ...).
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable_entity",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def register_error_handlers(app):
+    """Render every error, ours and Werkzeug's, as the JSON shape; never an HTML page or a traceback."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc):
+        return error_response(exc.status, exc.error, exc.message, **exc.extra)
+
+    @app.errorhandler(WebsocketMismatch)
+    def handle_not_websocket(_exc):
+        return error_response(
+            400, "websocket_required", "This endpoint only accepts WebSocket upgrade requests (ws:// or wss://)"
+        )
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc):
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        response = error_response(status, HTTP_CODES.get(status, "http_error"), message)
+        if status == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc):
+        # A failed transaction must not leak into the next request on this session.
+        db.session.rollback()
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Internal server error")

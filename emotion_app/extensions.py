@@ -1,0 +1,22 @@
+"""Extension singletons, created unbound here and bound to an app in `create_app`."""
+from flask_jwt_extended import JWTManager
+from flask_migrate import Migrate
+from flask_sock import Sock
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+
+# Named constraints keep migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# expire_on_commit=False: handlers commit early (to hand the connection back to the pool before slow
+# work such as password hashing) and still read the committed objects afterwards.
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING), session_options={"expire_on_commit": False})
+migrate = Migrate()
+jwt = JWTManager()
+sock = Sock()

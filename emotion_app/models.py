@@ -1,0 +1,75 @@
+"""Database models: users, their emotion events, and revoked tokens."""
+from datetime import timezone
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+from .timeutil import isoformat, utcnow
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as naive UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32))
+    # Lower-cased copy with the unique index: "Alice" and "alice" are one account.
+    username_key: Mapped[str] = mapped_column(String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+
+    def to_dict(self):
+        """The public view of a user."""
+        return {"id": str(self.id), "username": self.username, "created_at": isoformat(self.created_at)}
+
+
+class EmotionEvent(db.Model):
+    __tablename__ = "emotion_events"
+    # Every read is "this user's events by id": current, history pages, and replays.
+    __table_args__ = (Index("ix_emotion_events_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    emotion: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+    # The device's own clock, as the device sent it (often a local time without an offset).
+    client_timestamp: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    def to_dict(self):
+        """The event as pushed to devices and returned over HTTP."""
+        return {
+            "id": self.id,
+            "user_id": str(self.user_id),
+            "emotion": self.emotion,
+            "timestamp": isoformat(self.created_at),
+            "client_timestamp": self.client_timestamp,
+        }
+
+
+class RevokedToken(db.Model):
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_type: Mapped[str] = mapped_column(String(16))
+    # Kept until the token would have expired anyway; after that the row can be pruned.
+    expires_at: Mapped[object] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,26 @@
+"""gunicorn settings: gevent workers, no preload.
+
+No application code is imported here: psycopg and the app must be imported after the gevent worker
+has patched the standard library, which happens in each worker after fork. Only config.py (plain
+environment parsing) is read.
+"""
+import config as _config  # "config" itself is a gunicorn setting name
+
+_server = _config.server_settings()
+
+bind = _server["bind"]
+workers = _server["workers"]
+worker_class = "gevent"
+worker_connections = _server["worker_connections"]
+preload_app = False
+loglevel = _server["log_level"]
+accesslog = "-"
+errorlog = "-"
+# Sockets are long-lived: a worker's "timeout" is about its heartbeat, which gevent keeps beating.
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+# The access log shows the path without the query string, so a ?token= never lands in a log file.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
+# Several instances may run on one host (behind one proxy); none uses gunicorn's control socket.
+control_socket_disable = True

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install the given requirements file into it (again whenever it changes).
+# Usage: scripts/bootstrap.sh requirements.txt|requirements-dev.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reqs="${1:-requirements.txt}"
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "emotion_app needs Python 3.11 or newer: set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+    echo "creating virtual environment in .venv" >&2
+    "$python" -m venv .venv
+fi
+stamp=".venv/.installed-$(basename "$reqs")"
+digest="$(cat requirements*.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+    echo "installing $reqs into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$reqs"
+    echo "$digest" > "$stamp"
+fi
