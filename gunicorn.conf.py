@@ -24,3 +24,13 @@ keepalive = 5
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 # Several instances may run on one host (behind one proxy); none uses gunicorn's control socket.
 control_socket_disable = True
+
+
+def when_ready(server):
+    """Say how the service runs, once, when the arbiter is listening."""
+    server.log.info(
+        "emotion_app ready on %s: %d gevent worker(s), in-process broker (one worker holds every socket, "
+        "so all devices of a user share it)",
+        bind,
+        workers,
+    )

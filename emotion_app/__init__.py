@@ -100,10 +100,8 @@ def configure_jwt(app):
 def configure_database(app):
     """Engine options per backend; SQLite gets one pooled connection in WAL mode."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    if uri.startswith("sqlite"):
-        path = uri.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if uri.startswith("sqlite") and ":///" in uri and ":memory:" not in uri:
+        os.makedirs(os.path.dirname(os.path.abspath(uri.split(":///", 1)[1])), exist_ok=True)
         # One connection, handed from greenlet to greenlet: SQLite has a single writer anyway, and
         # a second connection would only wait on its lock while blocking the whole worker.
         app.config.setdefault(

@@ -129,6 +129,10 @@ def register_jwt_callbacks(app):
 
     @jwt.unauthorized_loader
     def missing_token(_reason):
+        if "Authorization" in request.headers:
+            return error_response(
+                401, "invalid_token", "Malformed Authorization header: expected 'Authorization: Bearer <token>'"
+            )
         where = "an 'Authorization: Bearer <token>' header"
         if request.blueprint == "ws":
             where += " or a ?token= query parameter"

@@ -13,9 +13,12 @@ if [ ! -x .venv/bin/python ]; then
     echo "creating virtual environment in .venv" >&2
     "$python" -m venv .venv
 fi
-stamp=".venv/.installed-$(basename "$reqs")"
+# The stamp records which requirement files were installed at which content; the dev set includes
+# the runtime set, so either satisfies requirements.txt.
 digest="$(cat requirements*.txt | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+stamp=".venv/.installed-$(basename "$reqs")"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ] \
+    && ! { [ "$reqs" = requirements.txt ] && [ "$(cat .venv/.installed-requirements-dev.txt 2>/dev/null)" = "$digest" ]; }; then
     echo "installing $reqs into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$reqs"
     echo "$digest" > "$stamp"

@@ -1,0 +1,318 @@
+"""Fixtures: apps on a fresh database (SQLite and PostgreSQL), a test client, an auth helper, and real
+gunicorn servers with real WebSocket clients."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import websocket
+from flask_migrate import upgrade
+
+from emotion_app import create_app
+from emotion_app.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+TEST_SECRETS = {
+    "SECRET_KEY": "test-secret-key-3f9c2b7a5e1d4c8b",
+    "JWT_SECRET_KEY": "test-jwt-secret-key-8e2d6f1a9b3c7d5e",
+}
+PASSWORD = "correct horse battery"
+
+
+# ---------------------------------------------------------------------------------------- databases
+
+
+def migrate(url):
+    """Apply the migrations to the (empty) database at `url` the way `flask db upgrade` does."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, **TEST_SECRETS})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+def _postgres_installed():
+    return bool(shutil.which("pg_ctlcluster") or shutil.which("postgres") or os.path.isdir("/etc/postgresql"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The admin URL of a reachable PostgreSQL server (skips only where PostgreSQL is not installed)."""
+    engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        if not _postgres_installed():
+            pytest.skip(f"PostgreSQL is not installed on this machine, so its half of the suite cannot run: {exc}")
+        pytest.fail(
+            f"PostgreSQL is installed but not reachable at {POSTGRES_ADMIN_URL}: start it "
+            "(.ci/run does) or set TEST_POSTGRES_URL\n{exc}"
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server):
+    """A migrated PostgreSQL database for this test run, dropped at the end."""
+    name = f"emotion_app_test_{os.getpid()}"
+    with postgres_server.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = postgres_server.url.set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    with postgres_server.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A migrated SQLite file; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+def fresh_sqlite(template, directory):
+    """Copy the migrated template into `directory` and return its URL."""
+    path = Path(directory) / f"test-{uuid.uuid4().hex[:8]}.db"
+    shutil.copy(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path, sqlite_template):
+    """A fresh, migrated database of each backend."""
+    if request.param == "sqlite":
+        yield fresh_sqlite(sqlite_template, tmp_path)
+        return
+    url = request.getfixturevalue("postgres_template")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE users, emotion_events, revoked_tokens RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    yield url
+
+
+# ---------------------------------------------------------------------------------------- apps
+
+
+@pytest.fixture
+def make_app(database_url):
+    """Build apps on the test's database, with config overrides."""
+    apps = []
+
+    def factory(**overrides):
+        app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True, **TEST_SECRETS, **overrides})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Auth:
+    """Registers and logs in users through the HTTP API of a test client."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def register(self, username=None, password=PASSWORD):
+        username = username or f"user_{uuid.uuid4().hex[:10]}"
+        response = self.client.post("/api/auth/register", json={"username": username, "password": password})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def login(self, username=None, password=PASSWORD):
+        """Register (if no username is given) and log in; return the login response body."""
+        if username is None:
+            username = self.register()["username"]
+        response = self.client.post("/api/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    @staticmethod
+    def bearer(token):
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def auth(client):
+    return Auth(client)
+
+
+# ---------------------------------------------------------------------------------------- live servers
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(**overrides):
+    """The environment of a served app: the machine's, our test secrets, then `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
+    env.update(APP_ENV="development", HOST="127.0.0.1", LOG_LEVEL="warning", **TEST_SECRETS)
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+class LiveServer:
+    """A real gunicorn + gevent server in a subprocess, and a tiny HTTP client for it."""
+
+    def __init__(self, workdir, command=None, **env):
+        self.port = free_port()
+        self.log_path = Path(workdir) / f"server-{self.port}.log"
+        self.env = server_env(PORT=self.port, **env)
+        self.command = command or [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.port}/api/ws"
+
+    def start(self, timeout=60):
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def request(self, method, path, body=None, token=None, headers=None, timeout=10):
+        """Make an HTTP request; return (status, parsed JSON body or raw text)."""
+        data = None
+        headers = dict(headers or {})
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def login(self, username=None, password=PASSWORD):
+        """Register a new user (unless `username` is given) and log in; return the login body."""
+        if username is None:
+            username = f"user_{uuid.uuid4().hex[:10]}"
+            status, body = self.request("POST", "/api/auth/register", {"username": username, "password": password})
+            assert status == 201, body
+        status, body = self.request("POST", "/api/auth/login", {"username": username, "password": password})
+        assert status == 200, body
+        return body
+
+    def connect(self, token, via="query", **kwargs):
+        """Open a WebSocket with the token as ?token= (via="query") or a Bearer header (via="header")."""
+        kwargs.setdefault("timeout", 5)
+        if via == "query":
+            return websocket.create_connection(f"{self.ws_url}?token={token}", **kwargs)
+        return websocket.create_connection(self.ws_url, header=[f"Authorization: Bearer {token}"], **kwargs)
+
+    def device(self, token, via="query", **kwargs):
+        """Connect and consume `connection_established`; return (socket, that first frame)."""
+        ws = self.connect(token, via=via, **kwargs)
+        first = recv_json(ws)
+        assert first["type"] == "connection_established", first
+        return ws, first
+
+
+def recv_json(ws, timeout=5):
+    """The next text frame of `ws`, parsed."""
+    ws.settimeout(timeout)
+    return json.loads(ws.recv())
+
+
+def recv_close(ws, timeout=5):
+    """Read until the close frame; return (code, reason). Text frames before it are returned too."""
+    ws.settimeout(timeout)
+    frames = []
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            return code, data[2:].decode(errors="replace"), frames
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            frames.append(json.loads(data))
+
+
+@pytest.fixture(scope="module")
+def server_factory(tmp_path_factory, sqlite_template):
+    """Start live servers (each on its own fresh SQLite database unless DATABASE_URL is given)."""
+    workdir = tmp_path_factory.mktemp("servers")
+    servers = []
+
+    def start(**env):
+        env.setdefault("DATABASE_URL", fresh_sqlite(sqlite_template, workdir))
+        server = LiveServer(workdir, **env)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server(server_factory):
+    """A server with the default settings, shared by a module's tests (each test uses its own users)."""
+    return server_factory()

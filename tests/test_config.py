@@ -1,0 +1,80 @@
+"""Settings from the environment, and the refusal to run production with default secrets."""
+import pytest
+
+import config
+from emotion_app import create_app
+
+
+def test_defaults():
+    settings = config.settings({})
+    assert settings["APP_ENV"] == "development"
+    assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///") and "instance" in settings["SQLALCHEMY_DATABASE_URI"]
+    assert settings["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds() == 900
+    assert settings["EMOTIONS"] == ("happy", "sad", "angry", "surprised", "fearful", "disgusted", "neutral")
+    assert settings["WS_MAX_MESSAGE_BYTES"] == 4096
+    server = config.server_settings({})
+    assert server["bind"] == "0.0.0.0:8000" and server["workers"] == 1
+
+
+def test_values_from_the_environment():
+    settings = config.settings(
+        {"ACCESS_TOKEN_TTL": "60", "EMOTIONS": " Calm, EXCITED ,calm", "DATABASE_URL": "postgresql+psycopg://db/x"}
+    )
+    assert settings["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds() == 60
+    assert settings["EMOTIONS"] == ("calm", "excited")
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://db/x"
+    assert config.server_settings({"HOST": "::1", "PORT": "9000"})["bind"] == "[::1]:9000"
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({"ACCESS_TOKEN_TTL": "soon"}, "ACCESS_TOKEN_TTL"),
+        ({"ACCESS_TOKEN_TTL": "0"}, "ACCESS_TOKEN_TTL"),
+        ({"WS_COMPRESSION": "maybe"}, "WS_COMPRESSION"),
+        ({"APP_ENV": "staging"}, "APP_ENV"),
+        ({"EMOTIONS": " , "}, "EMOTIONS"),
+    ],
+)
+def test_invalid_values_name_the_variable(env, variable):
+    with pytest.raises(config.ConfigError, match=variable):
+        config.settings(env)
+
+
+def test_several_workers_are_refused_without_a_shared_broker():
+    with pytest.raises(config.ConfigError, match="WEB_CONCURRENCY"):
+        config.server_settings({"WEB_CONCURRENCY": "2"})
+
+
+@pytest.mark.parametrize(
+    "secrets, missing",
+    [
+        ({}, "SECRET_KEY and JWT_SECRET_KEY"),
+        ({"SECRET_KEY": "a-long-random-value-0123456789"}, "JWT_SECRET_KEY"),
+        ({"SECRET_KEY": "change-me", "JWT_SECRET_KEY": "a-long-random-value-0123456789"}, "SECRET_KEY"),
+    ],
+)
+def test_production_refuses_missing_or_default_secrets(monkeypatch, secrets, missing):
+    for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("APP_ENV", "production")
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(config.ConfigError) as info:
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert f"needs {missing} set" in str(info.value)
+
+
+def test_development_generates_and_keeps_secrets(monkeypatch, tmp_path):
+    for name in ("SECRET_KEY", "JWT_SECRET_KEY", "APP_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(config, "INSTANCE_DIR", str(tmp_path))
+    first = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    second = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert len(first.config["JWT_SECRET_KEY"]) >= 32
+    assert first.config["SECRET_KEY"] != first.config["JWT_SECRET_KEY"]
+    # Kept in instance/, so tokens stay valid across restarts and across workers.
+    assert (first.config["SECRET_KEY"], first.config["JWT_SECRET_KEY"]) == (
+        second.config["SECRET_KEY"], second.config["JWT_SECRET_KEY"]
+    )
+    assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,89 @@
+"""The wire format: parsing client frames and building server frames."""
+import json
+import re
+
+import pytest
+
+from emotion_app import messages
+from emotion_app.messages import FrameError, parse_frame, validate_update
+
+VOCAB = ("happy", "sad", "angry", "surprised", "fearful", "disgusted", "neutral")
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.mark.parametrize("raw", ["", "nope", "[1,2]", '"ping"', "42", "null", "{", '{"type": "ping"'])
+def test_invalid_format(raw):
+    with pytest.raises(FrameError) as info:
+        parse_frame(raw)
+    assert info.value.code == "invalid_format"
+    assert info.value.message == "Invalid message format"
+
+
+def test_binary_frames_are_refused():
+    with pytest.raises(FrameError) as info:
+        parse_frame(b'{"type": "ping"}')
+    assert info.value.code == "binary_not_supported"
+
+
+def test_missing_type_names_it():
+    with pytest.raises(FrameError) as info:
+        parse_frame('{"emotion": "sad"}')
+    assert info.value.code == "missing_type" and "'type'" in info.value.message
+
+
+@pytest.mark.parametrize("kind", ["hello", "PING", 5, True, {"a": 1}])
+def test_unknown_type_names_it(kind):
+    with pytest.raises(FrameError) as info:
+        parse_frame(json.dumps({"type": kind}))
+    assert info.value.code == "unknown_type"
+    assert "emotion_update" in info.value.message and "ping" in info.value.message
+    if isinstance(kind, str):
+        assert repr(kind) in info.value.message
+
+
+def test_huge_unknown_type_is_not_echoed():
+    with pytest.raises(FrameError) as info:
+        parse_frame(json.dumps({"type": "x" * 1000}))
+    assert "x" * 100 not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2023-05-09T14:45:00.000Z",
+        "2023-05-09T14:45:00Z",
+        "2023-05-09T14:45:00.123456",  # Dart's DateTime.now().toIso8601String()
+        "2023-05-09T16:45:00+02:00",
+        "2023-05-09T14:45:00.123-05:30",
+    ],
+)
+def test_accepted_client_timestamps(stamp):
+    assert validate_update({"emotion": "sad", "timestamp": stamp}, VOCAB) == ("sad", stamp)
+
+
+def test_emotion_is_trimmed_and_lowercased():
+    assert validate_update({"emotion": "\tSURPRISED \n"}, VOCAB) == ("surprised", None)
+
+
+@pytest.mark.parametrize("stamp", ["", "now", "2023-05-09 nonsense", "x" * 65, 123, [], {}])
+def test_rejected_client_timestamps(stamp):
+    with pytest.raises(FrameError) as info:
+        validate_update({"emotion": "sad", "timestamp": stamp}, VOCAB)
+    assert info.value.code == "invalid_timestamp" and info.value.field == "timestamp"
+
+
+def test_connection_established_has_exactly_the_contract_fields():
+    frame = json.loads(messages.connection_established(123))
+    assert frame.keys() == {"type", "message", "timestamp", "user_id"}
+    assert frame["type"] == "connection_established"
+    assert frame["message"] == "Connected to emotion detection WebSocket server"
+    assert frame["user_id"] == "123"
+    assert STAMP.match(frame["timestamp"])
+
+
+def test_pong_and_error_frames():
+    pong = json.loads(messages.pong("2023-05-09T14:40:00.000Z"))
+    assert pong["type"] == "pong" and STAMP.match(pong["timestamp"])
+    assert pong["client_timestamp"] == "2023-05-09T14:40:00.000Z"
+    error = json.loads(messages.error("Invalid message format", code="invalid_format"))
+    assert error == {"type": "error", "message": "Invalid message format", "code": "invalid_format"}
