@@ -19,30 +19,26 @@ class ConfigError(RuntimeError):
     """A setting is missing or invalid; the message names the variable to fix."""
 
 
-def _int(env, name, default, minimum=0):
+def _number(env, name, default, minimum=0, kind=int):
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        noun = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _int(env, name, default, minimum=0):
+    return _number(env, name, default, minimum, int)
 
 
 def _float(env, name, default, minimum=0.0):
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+    return _number(env, name, default, minimum, float)
 
 
 def _bool(env, name, default):
