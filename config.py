@@ -15,6 +15,16 @@ DEFAULT_EMOTIONS = "happy,sad,angry,surprised,fearful,disgusted,neutral"
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "development"}
 
 
+# Every variable `settings()` and `server_settings()` read; the README's table documents each one.
+VARIABLES = (
+    "APP_ENV", "SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL",
+    "HOST", "PORT", "WEB_CONCURRENCY", "WORKER_CONNECTIONS", "EMOTIONS", "MAX_BODY_BYTES",
+    "WS_MAX_MESSAGE_BYTES", "WS_PING_INTERVAL", "WS_SEND_QUEUE", "WS_SEND_TIMEOUT", "WS_COMPRESSION",
+    "HISTORY_MAX_LIMIT", "LOG_LEVEL", "REDIS_URL", "BROKER_PREFIX", "DB_POOL_SIZE", "DB_MAX_OVERFLOW",
+    "DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT",
+)
+
+
 class ConfigError(RuntimeError):
     """A setting is missing or invalid; the message names the variable to fix."""
 
@@ -88,6 +98,12 @@ def settings(env=None):
         "WS_COMPRESSION": _bool(env, "WS_COMPRESSION", False),
         "HISTORY_MAX_LIMIT": _int(env, "HISTORY_MAX_LIMIT", 100, minimum=1),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "info").upper(),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "BROKER_PREFIX": env.get("BROKER_PREFIX") or "emotion_app",
+        "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 10, minimum=1),
+        "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 5),
+        "DB_POOL_TIMEOUT": _float(env, "DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+        "DB_CONNECT_TIMEOUT": _int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
     }
 
 
@@ -96,17 +112,28 @@ def server_settings(env=None):
     env = os.environ if env is None else env
     host = env.get("HOST") or "0.0.0.0"
     port = _int(env, "PORT", 8000, minimum=1)
-    workers = _int(env, "WEB_CONCURRENCY", 1, minimum=1)
-    if workers > 1:
-        # The in-process broker only reaches sockets of its own worker: a user's devices on two
-        # workers would silently stop seeing each other's updates.
+    shared_broker = bool(env.get("REDIS_URL"))
+    sqlite = (env.get("DATABASE_URL") or "sqlite").startswith("sqlite")
+    # With Redis every worker reaches every socket, so use the cores; without it, one process must
+    # hold all sockets, or a user's devices on two workers would silently stop seeing each other.
+    # SQLite stays on one worker too: a second process's write lock makes sqlite3 wait inside C,
+    # which freezes every socket of the waiting gevent worker.
+    default = (os.cpu_count() or 1) if shared_broker and not sqlite else 1
+    workers = _int(env, "WEB_CONCURRENCY", default, minimum=1)
+    if workers > 1 and not shared_broker:
         raise ConfigError(
-            f"WEB_CONCURRENCY={workers} needs a shared broker, and only the in-process broker is "
-            "available: run one worker (WEB_CONCURRENCY=1)"
+            f"WEB_CONCURRENCY={workers} needs a shared broker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0) "
+            "or run one worker (WEB_CONCURRENCY=1)"
+        )
+    if workers > 1 and sqlite:
+        raise ConfigError(
+            f"WEB_CONCURRENCY={workers} needs PostgreSQL: set DATABASE_URL=postgresql+psycopg://... "
+            "or run one worker (WEB_CONCURRENCY=1) with SQLite"
         )
     return {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
         "worker_connections": _int(env, "WORKER_CONNECTIONS", 1000, minimum=1),
         "log_level": (env.get("LOG_LEVEL") or "info").lower(),
+        "broker": "redis" if shared_broker else "in-process",
     }

@@ -28,9 +28,8 @@ control_socket_disable = True
 
 def when_ready(server):
     """Say how the service runs, once, when the arbiter is listening."""
-    server.log.info(
-        "emotion_app ready on %s: %d gevent worker(s), in-process broker (one worker holds every socket, "
-        "so all devices of a user share it)",
-        bind,
-        workers,
-    )
+    if _server["broker"] == "redis":
+        how = "Redis broker (devices may be on any worker or host)"
+    else:
+        how = "in-process broker (one worker holds every socket; set REDIS_URL to run more)"
+    server.log.info("emotion_app ready on %s: %d gevent worker(s), %s", bind, workers, how)

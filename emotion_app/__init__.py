@@ -114,6 +114,19 @@ def configure_database(app):
                 "connect_args": {"check_same_thread": False, "timeout": 5},
             },
         )
+    elif uri.startswith("postgresql"):
+        # Sessions are short (one per request or socket operation), so a small pool per worker
+        # serves many sockets; pre-ping replaces connections a database restart has broken.
+        app.config.setdefault(
+            "SQLALCHEMY_ENGINE_OPTIONS",
+            {
+                "pool_pre_ping": True,
+                "pool_size": app.config["DB_POOL_SIZE"],
+                "max_overflow": app.config["DB_MAX_OVERFLOW"],
+                "pool_timeout": app.config["DB_POOL_TIMEOUT"],
+                "connect_args": {"connect_timeout": app.config["DB_CONNECT_TIMEOUT"]},
+            },
+        )
     else:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
 
@@ -138,7 +151,7 @@ def configure_websocket(app):
 def start_delivery(app):
     """Connect the broker to this process's hub of sockets."""
     hub = Hub()
-    broker = create_broker("memory://")
+    broker = create_broker(app.config["REDIS_URL"], app.config["BROKER_PREFIX"])
     broker.subscribe(hub.dispatch)
     app.extensions["emotion_hub"] = hub
     app.extensions["emotion_broker"] = broker

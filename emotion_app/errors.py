@@ -8,6 +8,8 @@
 import logging
 
 from flask import jsonify
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing.exceptions import WebsocketMismatch
 
@@ -75,6 +77,18 @@ def register_error_handlers(app):
         if status == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def handle_database_down(exc):
+        # The database is unreachable or overloaded: nothing was stored, and trying again later works.
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - the connection may be gone for good
+            pass
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return error_response(503, "database_unavailable", "Database unavailable, try again shortly")
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc):

@@ -44,6 +44,7 @@ def emotion_socket(ws):
     hub = app.extensions["emotion_hub"]
     conn = Connection(ws, g.ws_user_id, g.ws_jti, app.config["WS_SEND_QUEUE"], app.config["WS_SEND_TIMEOUT"])
     conn.push(messages.connection_established(g.ws_user_id))
+    app.extensions["emotion_broker"].start()  # this process's listener, on its first socket
     hub.attach(conn)
     conn.start()
     try:

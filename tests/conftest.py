@@ -14,10 +14,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 import websocket
 from flask_migrate import upgrade
 
+import config
 from emotion_app import create_app
 from emotion_app.extensions import db
 
@@ -79,6 +81,27 @@ def postgres_template(postgres_server):
 
 
 @pytest.fixture(scope="session")
+def postgres_databases(postgres_server):
+    """Create fresh, migrated PostgreSQL databases (for servers that share one); all dropped at the end."""
+    names = []
+
+    def create():
+        name = f"emotion_app_test_{os.getpid()}_{len(names) + 1}"
+        with postgres_server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        url = postgres_server.url.set(database=name).render_as_string(hide_password=False)
+        migrate(url)
+        return url
+
+    yield create
+    with postgres_server.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     """A migrated SQLite file; each test gets a copy."""
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -105,6 +128,74 @@ def database_url(request, tmp_path, sqlite_template):
         conn.execute(sa.text("TRUNCATE users, emotion_events, revoked_tokens RESTART IDENTITY CASCADE"))
     engine.dispose()
     yield url
+
+
+# ---------------------------------------------------------------------------------------- redis
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The URL of a reachable Redis server (skips only where Redis is not installed)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if not shutil.which("redis-server"):
+            pytest.skip(f"Redis is not installed on this machine, so the Redis broker cannot be tested: {exc}")
+        pytest.fail(f"Redis is installed but not reachable at {REDIS_URL}: start it (.ci/run does) or set TEST_REDIS_URL\n{exc}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, to stop and restart during a test."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.workdir = Path(workdir)
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed on this machine")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path, redis_url):
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
 
 
 # ---------------------------------------------------------------------------------------- apps
@@ -177,7 +268,8 @@ def free_port():
 
 def server_env(**overrides):
     """The environment of a served app: the machine's, our test secrets, then `overrides`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
+    # The machine's environment minus any setting of ours, so a developer's shell cannot leak in.
+    env = {k: v for k, v in os.environ.items() if k not in config.VARIABLES and not k.startswith("PYTEST")}
     env.update(APP_ENV="development", HOST="127.0.0.1", LOG_LEVEL="warning", **TEST_SECRETS)
     env.update({k: str(v) for k, v in overrides.items()})
     return env
@@ -227,6 +319,41 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+    def worker_pids(self):
+        """PIDs of the gunicorn workers (children of the master, which may sit behind a shell)."""
+        children = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        pids, frontier = [], [self.proc.pid]
+        while frontier:
+            pid = frontier.pop()
+            kids = children.get(pid, [])
+            if not kids and pid != self.proc.pid:
+                pids.append(pid)
+            frontier += kids
+        return sorted(pids)
+
+    def sockets_per_worker(self):
+        """How many established client connections each worker holds: {pid: count}."""
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == self.port and fields[3] == "01":
+                    inodes.add(fields[9])
+        counts = {}
+        for pid in self.worker_pids():
+            try:
+                links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:
+                continue
+            counts[pid] = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+        return counts
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

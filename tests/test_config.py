@@ -78,3 +78,40 @@ def test_development_generates_and_keeps_secrets(monkeypatch, tmp_path):
         second.config["SECRET_KEY"], second.config["JWT_SECRET_KEY"]
     )
     assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o777 == 0o600
+
+
+class RecordingEnv(dict):
+    """An empty environment that remembers which variables were asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_every_variable_is_listed_and_documented_once():
+    env = RecordingEnv()
+    config.settings(env)
+    config.server_settings(env)
+    assert env.asked == set(config.VARIABLES)
+    readme = (config.BASE_DIR + "/README.md")
+    rows = [line for line in open(readme).read().splitlines() if line.startswith("| `")]
+    documented = [row.split("`")[1] for row in rows]
+    for name in config.VARIABLES:
+        assert documented.count(name) == 1, f"{name} must appear once in the README's configuration table"
+
+
+def test_redis_and_postgres_run_one_worker_per_core(monkeypatch):
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 4)
+    scaled = {"REDIS_URL": "redis://127.0.0.1:6379/0", "DATABASE_URL": "postgresql+psycopg://db/app"}
+    server = config.server_settings(scaled)
+    assert server["workers"] == 4 and server["broker"] == "redis"
+    assert config.server_settings({**scaled, "WEB_CONCURRENCY": "3"})["workers"] == 3
+    assert config.server_settings({})["broker"] == "in-process"
+    # Redis with SQLite: one worker by default, and more are refused.
+    assert config.server_settings({"REDIS_URL": "redis://127.0.0.1:6379/0"})["workers"] == 1
+    with pytest.raises(config.ConfigError, match="needs PostgreSQL"):
+        config.server_settings({"REDIS_URL": "redis://x", "WEB_CONCURRENCY": "2"})

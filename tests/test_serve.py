@@ -58,3 +58,25 @@ def test_several_workers_without_a_shared_broker_are_refused(tmp_path):
     result = run_serve(tmp_path, WEB_CONCURRENCY=2)
     assert result.returncode != 0
     assert "WEB_CONCURRENCY=2 needs a shared broker" in result.stderr + result.stdout
+
+
+def test_serve_command_with_postgres_and_redis_runs_a_worker_per_core(tmp_path, postgres_server, redis_url):
+    import os
+
+    # serve.sh applies the migrations itself, to an empty PostgreSQL database.
+    name = f"emotion_app_serve_{os.getpid()}"
+    with postgres_server.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = postgres_server.url.set(database=name).render_as_string(hide_password=False)
+    server = LiveServer(tmp_path, command=SERVE, DATABASE_URL=url, REDIS_URL=redis_url, LOG_LEVEL="info")
+    server.start()
+    try:
+        assert len(server.worker_pids()) == (os.cpu_count() or 1)
+        assert f"{os.cpu_count()} gevent worker(s), Redis broker" in server.log()
+        tokens = server.login()
+        assert server.request("GET", "/api/auth/me", token=tokens["access_token"])[0] == 200
+    finally:
+        server.stop()
+        with postgres_server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

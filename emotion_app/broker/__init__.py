@@ -2,9 +2,13 @@
 from .memory import MemoryBroker
 
 
-def create_broker(url):
-    """Return the broker for `url` (`memory://` is the in-process broker)."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else url.lower()
+def create_broker(url, prefix="emotion_app"):
+    """Return the broker for `url`: None or `memory://` for in-process, `redis://`/`rediss://` for Redis."""
+    scheme = (url or "memory://").split("://", 1)[0].lower()
     if scheme == "memory":
         return MemoryBroker()
-    raise ValueError(f"Unsupported broker URL scheme {scheme!r}: use memory://")
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisBroker
+
+        return RedisBroker(url, prefix)
+    raise ValueError(f"Unsupported broker URL scheme {scheme!r}: use redis:// or leave REDIS_URL unset")

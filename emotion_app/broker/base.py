@@ -1,0 +1,62 @@
+"""What every broker does: deliver a message to this process at once, and to other processes if shared."""
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def encode(message):
+    """Messages cross the broker as compact JSON, whichever backend carries them."""
+    return json.dumps(message, separators=(",", ":"))
+
+
+class Broker:
+    """Publishes messages (JSON-serialisable dicts) to the hubs of every worker.
+
+    The publishing process's own hub gets the message directly, before and whatever the backend does:
+    the sender's confirmation and the devices on the same worker never wait on (or depend on) the
+    network. A shared backend then carries it to the other processes, which skip their own messages.
+    """
+
+    shared = False
+
+    def __init__(self):
+        self._handler = None
+
+    def subscribe(self, handler):
+        """Register the function that receives every message (this process's hub)."""
+        self._handler = handler
+
+    def start(self):
+        """Start receiving from other processes, if the backend has any; safe to call often."""
+
+    def stop(self):
+        """Stop receiving from other processes."""
+
+    def health(self):
+        """Return None when the broker works, else a short description of what is wrong."""
+        return None
+
+    def publish(self, message):
+        """Deliver `message` here, then hand it to the backend for the other processes."""
+        data = encode(message)
+        self._deliver(data)
+        self._send(data)
+
+    def _send(self, data):
+        """Carry `data` to other processes (nothing to do for a single-process backend)."""
+
+    def _deliver(self, data):
+        if self._handler is None:
+            return
+        try:
+            # Decoding the JSON gives every hub the same message, whichever way it came.
+            message = json.loads(data)
+        except ValueError:
+            log.warning("ignoring a broker message that is not JSON: %.200r", data)
+            return
+        try:
+            self._handler(message)
+        except Exception:
+            # A bug in delivery must not turn into a failed store for the sender.
+            log.exception("delivering a broker message failed")

@@ -1,0 +1,244 @@
+"""Scale-out against real services: several gunicorn servers and workers sharing PostgreSQL and Redis,
+and what happens when Redis or PostgreSQL goes away and comes back."""
+import json
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import free_port, recv_close, recv_json
+from tests.test_ws import assert_quiet
+
+
+def drain_updates(ws, quiet=0.5):
+    """Read emotion updates until none arrives for `quiet` seconds; fail on anything else."""
+    frames = []
+    while True:
+        try:
+            frame = recv_json(ws, timeout=quiet)
+        except socket.timeout:
+            return frames
+        except Exception as exc:  # websocket-client's own timeout type
+            if "timed out" in str(exc):
+                return frames
+            raise
+        assert frame["type"] == "emotion_update", frame
+        frames.append(frame)
+
+
+@pytest.fixture(scope="module")
+def cluster(server_factory, postgres_databases, redis_url):
+    """Two one-worker servers (two hosts) and a two-worker server, on one PostgreSQL and one Redis."""
+    shared = {
+        "DATABASE_URL": postgres_databases(),
+        "REDIS_URL": redis_url,
+        "BROKER_PREFIX": f"test_{uuid.uuid4().hex[:8]}",
+    }
+    return [
+        server_factory(**shared, WEB_CONCURRENCY=1),
+        server_factory(**shared, WEB_CONCURRENCY=1),
+        server_factory(**shared, WEB_CONCURRENCY=2),
+    ]
+
+
+def test_devices_anywhere_get_each_update_exactly_once(cluster):
+    host_a, host_b, two_workers = cluster
+    tokens = host_a.login()
+    token = tokens["access_token"]
+    devices = [host_a.device(token)[0], host_b.device(token, via="header")[0]]
+    # The kernel decides which worker accepts a connection: connect until both workers hold devices.
+    for _ in range(40):
+        devices.append(two_workers.device(token)[0])
+        per_worker = two_workers.sockets_per_worker()
+        if len(per_worker) == 2 and min(per_worker.values()) >= 2:
+            break
+    assert len(per_worker) == 2 and min(per_worker.values()) >= 2, per_worker
+    strangers = [server.device(server.login()["access_token"])[0] for server in cluster]
+
+    devices[0].send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
+    devices[1].send(json.dumps({"type": "emotion_update", "emotion": "sad"}))
+    devices[-1].send(json.dumps({"type": "emotion_update", "emotion": "angry"}))
+    status, _ = two_workers.request("POST", "/api/emotions", {"emotion": "neutral"}, token=token)
+    assert status == 201
+
+    status, history = host_b.request("GET", "/api/emotions", token=token)
+    stored = sorted(event["id"] for event in history["events"])
+    assert len(stored) == 4
+    for ws in devices:
+        received = drain_updates(ws)
+        assert sorted(f["id"] for f in received) == stored, "each device gets each update exactly once"
+        assert {f["user_id"] for f in received} == {tokens["user"]["id"]}
+    for ws in strangers:
+        assert_quiet(ws)
+    for ws in devices + strangers:
+        ws.close()
+
+
+def test_logout_on_one_host_closes_sockets_on_the_others(cluster):
+    host_a, host_b, two_workers = cluster
+    tokens = host_a.login()
+    sockets = [host_b.device(tokens["access_token"])[0]] + [
+        two_workers.device(tokens["access_token"])[0] for _ in range(3)
+    ]
+    assert host_a.request("POST", "/api/auth/logout", token=tokens["access_token"])[0] == 200
+    for ws in sockets:
+        code, _reason, frames = recv_close(ws)
+        assert code == 4403 and [f["code"] for f in frames] == ["token_revoked"]
+
+
+def test_readiness_reports_database_and_broker(cluster):
+    for server in cluster:
+        status, body = server.request("GET", "/readyz")
+        assert (status, body) == (200, {"status": "ready", "database": "ok", "broker": "ok"})
+
+
+def test_redis_restart_keeps_storing_and_delivery_resumes(server_factory, postgres_databases, private_redis):
+    shared = {"DATABASE_URL": postgres_databases(), "REDIS_URL": private_redis.url, "BROKER_PREFIX": "restart"}
+    host_a, host_b = server_factory(**shared), server_factory(**shared)
+    token = host_a.login()["access_token"]
+    here, _ = host_a.device(token)
+    there, _ = host_b.device(token)
+    here.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
+    assert recv_json(here)["emotion"] == recv_json(there)["emotion"] == "happy"
+
+    private_redis.stop()
+    here.send(json.dumps({"type": "emotion_update", "emotion": "sad"}))
+    confirmation = recv_json(here)  # stored and acknowledged although the broker is down
+    assert confirmation["emotion"] == "sad"
+    status, current = host_b.request("GET", "/api/emotions/current", token=token)
+    assert status == 200 and current["id"] == confirmation["id"]
+    status, body = host_a.request("GET", "/readyz")
+    assert status == 503 and body["checks"]["broker"].startswith("redis unreachable")
+    assert host_a.request("GET", "/healthz")[0] == 200
+
+    private_redis.start()
+    # No restart of gunicorn: the listeners reconnect by themselves (backoff capped at 5 s).
+    deadline = time.monotonic() + 20
+    delivered = None
+    while delivered is None:
+        assert time.monotonic() < deadline, "delivery across hosts did not resume"
+        here.send(json.dumps({"type": "emotion_update", "emotion": "surprised"}))
+        sent_id = recv_json(here)["id"]
+        for frame in drain_updates(there, quiet=0.5):
+            # `there` missed "sad" (pub/sub is at most once); it must never see anything twice.
+            assert frame["id"] != confirmation["id"]
+            if frame["id"] == sent_id:
+                delivered = frame
+    here.send(json.dumps({"type": "emotion_update", "emotion": "neutral"}))
+    last = recv_json(here)
+    assert drain_updates(there) == [last]
+    assert host_a.request("GET", "/readyz")[0] == 200
+
+
+class TcpProxy:
+    """A TCP forwarder standing between a server and PostgreSQL, to cut and restore the database."""
+
+    def __init__(self, target_port):
+        self.port = free_port()
+        self.target_port = target_port
+        self.listener = None
+        self.conns = []
+        self.lock = threading.Lock()
+
+    def start(self):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        """Refuse new connections and cut the open ones, as a database crash would."""
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close() alone would not
+        self.listener.close()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+def test_database_outage_gives_clear_errors_and_recovers(server_factory, postgres_databases, postgres_server):
+    url = postgres_databases()
+    proxy = TcpProxy(postgres_server.url.port or 5432).start()
+    proxied = url.replace(f":{postgres_server.url.port or 5432}/", f":{proxy.port}/")
+    server = server_factory(DATABASE_URL=proxied)
+    tokens = server.login()
+    token = tokens["access_token"]
+    ws, _ = server.device(token)
+    ws.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
+    first = recv_json(ws)
+    assert first["emotion"] == "happy"
+
+    proxy.stop()
+    ws.send(json.dumps({"type": "emotion_update", "emotion": "sad"}))
+    error = recv_json(ws, timeout=15)
+    assert error == {
+        "type": "error",
+        "message": "Could not store the update, try again",
+        "code": "database_unavailable",
+    }
+    assert_quiet(ws)  # the socket stays open
+    for method, path, body in [
+        ("POST", "/api/emotions", {"emotion": "sad"}),
+        ("GET", "/api/emotions/current", None),
+        ("POST", "/api/auth/login", {"username": tokens["user"]["username"], "password": "whatever long"}),
+    ]:
+        status, answer = server.request(method, path, body, token=token if "emotions" in path else None)
+        assert status == 503, (path, answer)
+        assert answer["error"] == "database_unavailable"
+    status, ready = server.request("GET", "/readyz")
+    assert status == 503 and ready["error"] == "not_ready" and ready["checks"]["broker"] == "ok"
+    assert ready["checks"]["database"] != "ok"
+    assert server.request("GET", "/healthz")[0] == 200
+
+    proxy.start()
+    ws.send(json.dumps({"type": "emotion_update", "emotion": "neutral"}))
+    recovered = recv_json(ws, timeout=15)
+    assert recovered["type"] == "emotion_update" and recovered["emotion"] == "neutral"
+    status, history = server.request("GET", "/api/emotions", token=token)
+    assert status == 200
+    # Nothing half-stored: exactly the two acknowledged updates.
+    assert [e["emotion"] for e in history["events"]] == ["neutral", "happy"]
+    assert server.request("GET", "/readyz")[0] == 200
+    ws.close()
+    proxy.stop()
+
+
+def test_unreachable_database_at_start(server_factory):
+    server = server_factory(DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing")
+    status, body = server.request("POST", "/api/auth/login", {"username": "someone", "password": "long enough"})
+    assert status == 503 and body["error"] == "database_unavailable"
+    status, body = server.request("GET", "/readyz")
+    assert status == 503 and "database" in body["message"]
