@@ -21,7 +21,7 @@ VARIABLES = (
     "HOST", "PORT", "WEB_CONCURRENCY", "WORKER_CONNECTIONS", "EMOTIONS", "MAX_BODY_BYTES",
     "WS_MAX_MESSAGE_BYTES", "WS_PING_INTERVAL", "WS_SEND_QUEUE", "WS_SEND_TIMEOUT", "WS_COMPRESSION",
     "HISTORY_MAX_LIMIT", "LOG_LEVEL", "REDIS_URL", "BROKER_PREFIX", "DB_POOL_SIZE", "DB_MAX_OVERFLOW",
-    "DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT",
+    "DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT", "REPLAY_LIMIT", "RETENTION_DAYS",
 )
 
 
@@ -104,6 +104,9 @@ def settings(env=None):
         "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 5),
         "DB_POOL_TIMEOUT": _float(env, "DB_POOL_TIMEOUT", 10.0, minimum=0.1),
         "DB_CONNECT_TIMEOUT": _int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+        "REPLAY_LIMIT": _int(env, "REPLAY_LIMIT", 500, minimum=1),
+        # 0 keeps events forever.
+        "RETENTION_DAYS": _float(env, "RETENTION_DAYS", 0.0),
     }
 
 

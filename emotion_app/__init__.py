@@ -10,7 +10,8 @@ from sqlalchemy.pool import QueuePool
 
 import config
 
-from . import auth, emotions, health, pages, ws
+from . import auth, devices, emotions, health, pages, ws
+from .commands import prune_command
 from .broker import create_broker
 from .errors import register_error_handlers
 from .extensions import db, jwt, migrate, sock
@@ -40,11 +41,13 @@ def create_app(overrides=None):
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(emotions.bp)
+    app.register_blueprint(devices.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     register_error_handlers(app)
     auth.register_jwt_callbacks(app)
+    app.cli.add_command(prune_command)
 
     start_delivery(app)
     return app

@@ -15,10 +15,13 @@ bp = Blueprint("emotions", __name__, url_prefix="/api/emotions")
 def post_emotion():
     """Store an emotion and push it to every device of the user: the same path as a socket update."""
     try:
-        emotion, client_timestamp = validate_update(json_object(), current_app.config["EMOTIONS"])
+        emotion, client_timestamp, client_msg_id = validate_update(json_object(), current_app.config["EMOTIONS"])
     except FrameError as exc:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
-    event = store.record_emotion(int(get_jwt_identity()), emotion, client_timestamp)
+    event, created = store.record_emotion(int(get_jwt_identity()), emotion, client_timestamp, client_msg_id)
+    if not created:
+        # A repeat of a client_msg_id: the original event, nothing new stored.
+        return jsonify({**event, "duplicate": True}), 200
     return jsonify(event), 201
 
 
@@ -28,7 +31,9 @@ def current():
     """The user's latest emotion; every field is null when none was set yet."""
     user_id = get_jwt_identity()
     event = store.current_emotion(int(user_id))
-    return jsonify(event or {"id": None, "user_id": user_id, "emotion": None, "timestamp": None, "client_timestamp": None})
+    return jsonify(
+        event or {"id": None, "seq": None, "user_id": user_id, "emotion": None, "timestamp": None, "client_timestamp": None}
+    )
 
 
 def _positive_int(name, default=None, maximum=None):

@@ -6,6 +6,7 @@ queue fills up it is disconnected, and it reconnects and catches up from SQL.
 """
 import logging
 import threading
+import uuid
 
 import gevent
 from gevent.queue import Full, Queue
@@ -15,6 +16,7 @@ from . import messages
 log = logging.getLogger(__name__)
 
 # Close codes sent to devices.
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_TOKEN_REVOKED = 4403
 
@@ -52,28 +54,51 @@ class SerialSocket:
 
 
 class Connection:
-    """One open WebSocket of one user: its identity, outbound queue and writer greenlet."""
+    """One open WebSocket of one user: its identity, outbound queue and writer greenlet.
 
-    def __init__(self, ws, user_id, jti, queue_size, send_timeout):
+    The writer sends the user's events in `seq` order, each once: an event already sent is skipped, and
+    a gap (an event arrived before one published earlier elsewhere, or a missed broker message) is
+    filled from SQL through `fetch` before going on. Replays (`since`) come from SQL the same way.
+    """
+
+    def __init__(self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit):
+        self.id = uuid.uuid4().hex[:16]
         self.ws = ws
         self.user_id = str(user_id)
         self.jti = jti
         self.queue = Queue(maxsize=queue_size)
         self.closing = False
+        self.last_seq = 0
+        self.paused = False  # a capped replay waits for the device to ask for the next page
+        self._fetch = fetch
+        self._replay_limit = replay_limit
         self._send_timeout = send_timeout
         ws.sock = SerialSocket(ws.sock, send_timeout)
         self._writer = None
 
-    def start(self):
-        """Start the writer greenlet."""
-        self._writer = gevent.spawn(self._write_loop)
+    def start(self, last_seq, since=None):
+        """Start the writer: replay the events after id `since` (if given), then send live ones."""
+        self.last_seq = last_seq
+        self._writer = gevent.spawn(self._write_loop, since)
 
     def push(self, text):
         """Queue a text frame; a connection whose queue is full is too slow and is dropped."""
+        self._put(text)
+
+    def push_event(self, seq, text):
+        """Queue one of the user's events (encoded once for all devices)."""
+        if not self.paused:  # a paused device fetches it from SQL when it pages on
+            self._put(("event", seq, text))
+
+    def sync(self, since):
+        """Replay the events after id `since`, as the device asked."""
+        self._put(("sync", since))
+
+    def _put(self, item):
         if self.closing:
             return
         try:
-            self.queue.put_nowait(text)
+            self.queue.put_nowait(item)
         except Full:
             log.warning("dropping a slow socket of user %s: %d frames waiting", self.user_id, self.queue.qsize())
             self.abort()
@@ -86,7 +111,7 @@ class Connection:
             return
         self.closing = True
         try:
-            self.queue.put_nowait((code, reason))
+            self.queue.put_nowait(("close", code, reason))
         except Full:
             self.abort()
 
@@ -110,19 +135,65 @@ class Connection:
         self.closing = True
         writer.kill(block=False)
 
-    def _write_loop(self):
+    def _write_loop(self, since):
         try:
+            if since is not None:
+                self._replay(since=since)
             while True:
                 item = self.queue.get()
-                if isinstance(item, tuple):
-                    code, reason = item
-                    self.ws.close(reason=code, message=reason)
+                if isinstance(item, str):
+                    self.ws.send(item)
+                elif item[0] == "event":
+                    self._send_event(item[1], item[2])
+                elif item[0] == "sync":
+                    self._replay(since=item[1])
+                else:
+                    self.ws.close(reason=item[1], message=item[2])
                     self.ws.event.set()  # wake the receive loop: the socket is closed
                     return
-                self.ws.send(item)
+        except ReplayFailed:
+            log.warning("could not load missed events for user %s; closing so the device resumes", self.user_id)
+            try:
+                self.ws.send(messages.error("Could not load missed events: reconnect with since", code="replay_failed"))
+                self.ws.close(reason=CLOSE_INTERNAL_ERROR, message="Replay failed")
+            except Exception:  # noqa: BLE001
+                pass
+            self.abort()
         except Exception as exc:  # noqa: BLE001 - a dead peer shows up here in many forms
             log.debug("writer of user %s stopped: %r", self.user_id, exc)
             self.abort()
+
+    def _send_event(self, seq, text):
+        if self.paused or seq <= self.last_seq:
+            return  # sent already (by a replay or catch-up), or to be fetched when the device pages on
+        if seq > self.last_seq + 1:
+            self._replay(after_seq=self.last_seq)  # fill the gap from SQL, this event included
+            if seq <= self.last_seq or self.paused:
+                return
+        self.ws.send(text)
+        self.last_seq = seq
+
+    def _replay(self, since=None, after_seq=None):
+        """Send the user's stored events after id `since` (or after `after_seq`), a page at most."""
+        try:
+            events = self._fetch(self._replay_limit + 1, since_id=since, after_seq=after_seq)
+        except Exception as exc:  # noqa: BLE001 - the database is the only source of what was missed
+            raise ReplayFailed() from exc
+        has_more = len(events) > self._replay_limit
+        events = events[: self._replay_limit]
+        for event in events:
+            if event["seq"] > self.last_seq or since is not None:
+                self.ws.send(messages.emotion_update(event))
+        if events:
+            self.last_seq = max(self.last_seq, events[-1]["seq"]) if not has_more else events[-1]["seq"]
+        self.paused = has_more
+        if since is not None or has_more:
+            last_id = events[-1]["id"] if events else since
+            self.ws.send(messages.synced(since if since is not None else None, len(events), last_id, has_more))
+
+
+class ReplayFailed(Exception):
+    """Missed events could not be read from the database."""
 
 
 class Hub:
@@ -156,9 +227,15 @@ class Hub:
         kind = message.get("kind")
         user_id = message.get("user_id")
         if kind == "event":
-            text = messages.emotion_update(message["event"])  # encoded once for all devices
+            event = message["event"]
+            text = messages.emotion_update(event)  # encoded once for all devices
             for conn in self.connections(user_id):
-                conn.push(text)
+                conn.push_event(event["seq"], text)
+        elif kind == "presence":
+            text = messages.presence(user_id, message["devices"], message["change"])
+            for conn in self.connections(user_id):
+                if conn.id != message.get("member"):  # the device itself knows
+                    conn.push(text)
         elif kind == "revoke":
             error = messages.error("Token has been revoked: log in again", code="token_revoked")
             for conn in self.connections(user_id):

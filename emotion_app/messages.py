@@ -3,7 +3,7 @@ import json
 
 from .timeutil import isoformat, parse_client_timestamp, utcnow
 
-CLIENT_TYPES = ("emotion_update", "ping")
+CLIENT_TYPES = ("emotion_update", "ping", "sync")
 WELCOME = "Connected to emotion detection WebSocket server"
 
 
@@ -39,7 +39,7 @@ def parse_frame(data):
 
 
 def validate_update(body, vocabulary):
-    """Return (emotion, client_timestamp) from an update's fields, or raise FrameError naming the field."""
+    """Return (emotion, client_timestamp, client_msg_id) from an update, or raise FrameError naming the field."""
     emotion = body.get("emotion")
     if emotion is None:
         raise FrameError("missing_field", "Missing field 'emotion'", field="emotion")
@@ -60,7 +60,23 @@ def validate_update(body, vocabulary):
             "Field 'timestamp' must be an ISO-8601 date and time, e.g. 2023-05-09T14:45:00.000Z",
             field="timestamp",
         )
-    return emotion, client_timestamp
+    client_msg_id = body.get("client_msg_id")
+    if client_msg_id is not None and not (isinstance(client_msg_id, str) and 1 <= len(client_msg_id) <= 64):
+        raise FrameError(
+            "invalid_field", "Field 'client_msg_id' must be a string of 1-64 characters", field="client_msg_id"
+        )
+    return emotion, client_timestamp, client_msg_id
+
+
+def parse_since(value, name="since"):
+    """Return a `since` event id (a whole number >= 0, as int or decimal string), or raise FrameError."""
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value < 2**63:
+        raise FrameError("invalid_since", f"'{name}' must be the id of the last event seen (a whole number >= 0)", field=name)
+    return value
 
 
 def encode(frame):
@@ -68,10 +84,22 @@ def encode(frame):
     return json.dumps(frame, separators=(",", ":"))
 
 
-def connection_established(user_id):
-    """The first frame on every socket, exactly the contract's fields."""
+def connection_established(user_id, current=None, last_event_id=None, devices=None):
+    """The first frame on every socket: the contract's fields, then the user's state.
+
+    `current` is the latest event (or None), `last_event_id` its id, `devices` how many sockets of the
+    user are open (this one included), so a fresh device is in sync at once.
+    """
     return encode(
-        {"type": "connection_established", "message": WELCOME, "timestamp": isoformat(utcnow()), "user_id": str(user_id)}
+        {
+            "type": "connection_established",
+            "message": WELCOME,
+            "timestamp": isoformat(utcnow()),
+            "user_id": str(user_id),
+            "current": current,
+            "last_event_id": last_event_id,
+            "devices": devices,
+        }
     )
 
 
@@ -86,6 +114,16 @@ def pong(client_timestamp=None):
 def emotion_update(event):
     """An emotion change as pushed to every device of its user."""
     return encode({"type": "emotion_update", **event})
+
+
+def synced(since, count, last_id, has_more):
+    """Closes a replay: `count` events after `since` were sent; with `has_more`, ask again from `last_id`."""
+    return encode({"type": "synced", "since": since, "count": count, "last_id": last_id, "has_more": has_more})
+
+
+def presence(user_id, devices, change):
+    """Another device of the user connected or disconnected; `devices` is how many are open now."""
+    return encode({"type": "presence", "user_id": str(user_id), "devices": devices, "change": change})
 
 
 def error(message, code=None, **extra):

@@ -1,7 +1,7 @@
 """Database models: users, their emotion events, and revoked tokens."""
 from datetime import timezone
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -35,6 +35,9 @@ class User(db.Model):
     username_key: Mapped[str] = mapped_column(String(32), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+    # The `seq` of the user's latest event. Incrementing it locks the user's row, which orders the
+    # user's concurrent writes: their ids and seqs then grow in commit order.
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     def to_dict(self):
         """The public view of a user."""
@@ -43,8 +46,12 @@ class User(db.Model):
 
 class EmotionEvent(db.Model):
     __tablename__ = "emotion_events"
-    # Every read is "this user's events by id": current, history pages, and replays.
-    __table_args__ = (Index("ix_emotion_events_user_id_id", "user_id", "id"),)
+    # Every read is "this user's events by id (or seq)": current, history pages, replays, catch-up.
+    __table_args__ = (
+        Index("ix_emotion_events_user_id_id", "user_id", "id"),
+        UniqueConstraint("user_id", "seq", name="uq_emotion_events_user_id_seq"),
+        UniqueConstraint("user_id", "client_msg_id", name="uq_emotion_events_user_id_client_msg_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -52,16 +59,24 @@ class EmotionEvent(db.Model):
     created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
     # The device's own clock, as the device sent it (often a local time without an offset).
     client_timestamp: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # 1, 2, 3 ... per user, without gaps: how a device notices it missed one of its user's events.
+    seq: Mapped[int] = mapped_column(BigInteger)
+    # Chosen by the device; a repeat of it stores nothing new.
+    client_msg_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def to_dict(self):
         """The event as pushed to devices and returned over HTTP."""
-        return {
+        event = {
             "id": self.id,
+            "seq": self.seq,
             "user_id": str(self.user_id),
             "emotion": self.emotion,
             "timestamp": isoformat(self.created_at),
             "client_timestamp": self.client_timestamp,
         }
+        if self.client_msg_id is not None:
+            event["client_msg_id"] = self.client_msg_id
+        return event
 
 
 class RevokedToken(db.Model):
@@ -73,3 +88,12 @@ class RevokedToken(db.Model):
     # Kept until the token would have expired anyway; after that the row can be pruned.
     expires_at: Mapped[object] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AppState(db.Model):
+    """Small named values the service keeps about itself (e.g. how far events were pruned)."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

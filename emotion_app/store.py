@@ -1,28 +1,47 @@
 """The only writer of emotions, and the reads that go with it.
 
 Every write is one short transaction committed before the event is announced: SQL is the source of
-truth, the broker only rings the doorbell.
+truth, the broker only rings the doorbell. Each write first bumps the user's `last_seq`, which locks
+the user's row until commit: one user's events therefore get ids and seqs in commit order, so "every
+event after id N" read from SQL never skips one that commits later.
 """
 import logging
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ApiError
 from .extensions import db
-from .models import EmotionEvent
+from .models import AppState, EmotionEvent, RevokedToken, User
+from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
+PRUNED_THROUGH = "events_pruned_through_id"
 
-def record_emotion(user_id, emotion, client_timestamp=None):
-    """Store an emotion change for `user_id`, then publish it; return the stored event as a dict.
 
-    Raises ApiError(503) when the database cannot store it: nothing is then stored or announced.
+def record_emotion(user_id, emotion, client_timestamp=None, client_msg_id=None):
+    """Store an emotion change for `user_id`, then publish it; return (event dict, created).
+
+    A `client_msg_id` the user already used returns the original event with created=False, storing
+    and publishing nothing. Raises ApiError(503) when the database cannot store it: nothing is then
+    stored or announced.
     """
-    event = EmotionEvent(user_id=user_id, emotion=emotion, client_timestamp=client_timestamp)
     try:
+        seq = db.session.execute(
+            update(User).where(User.id == user_id).values(last_seq=User.last_seq + 1).returning(User.last_seq)
+        ).scalar_one()
+        if client_msg_id is not None:
+            original = db.session.scalars(
+                select(EmotionEvent).where(EmotionEvent.user_id == user_id, EmotionEvent.client_msg_id == client_msg_id)
+            ).first()
+            if original is not None:
+                db.session.rollback()  # gives the seq back
+                return original.to_dict(), False
+        event = EmotionEvent(
+            user_id=user_id, emotion=emotion, client_timestamp=client_timestamp, seq=seq, client_msg_id=client_msg_id
+        )
         db.session.add(event)
         db.session.commit()
     except SQLAlchemyError:
@@ -31,7 +50,7 @@ def record_emotion(user_id, emotion, client_timestamp=None):
         raise ApiError(503, "database_unavailable", "Could not store the update, try again") from None
     payload = event.to_dict()
     current_app.extensions["emotion_broker"].publish({"kind": "event", "user_id": str(user_id), "event": payload})
-    return payload
+    return payload, True
 
 
 def current_emotion(user_id):
@@ -42,6 +61,12 @@ def current_emotion(user_id):
     return event.to_dict() if event else None
 
 
+def user_state(user_id):
+    """What a device needs to be in sync at once: the latest event (or None) and the user's last seq."""
+    last_seq = db.session.scalar(select(User.last_seq).where(User.id == user_id)) or 0
+    return current_emotion(user_id), last_seq
+
+
 def history(user_id, limit, before=None):
     """Return up to `limit` of the user's events, newest first, older than event id `before` if given."""
     query = select(EmotionEvent).where(EmotionEvent.user_id == user_id)
@@ -49,3 +74,43 @@ def history(user_id, limit, before=None):
         query = query.where(EmotionEvent.id < before)
     events = db.session.scalars(query.order_by(EmotionEvent.id.desc()).limit(limit)).all()
     return [event.to_dict() for event in events]
+
+
+def events_after(user_id, limit, since_id=None, after_seq=None):
+    """Return up to `limit` of the user's events after event id `since_id` or after `after_seq`, oldest first."""
+    query = select(EmotionEvent).where(EmotionEvent.user_id == user_id)
+    if since_id is not None:
+        query = query.where(EmotionEvent.id > since_id)
+    if after_seq is not None:
+        query = query.where(EmotionEvent.seq > after_seq)
+    events = db.session.scalars(query.order_by(EmotionEvent.id).limit(limit)).all()
+    return [event.to_dict() for event in events]
+
+
+def pruned_through():
+    """The highest event id that pruning may have deleted (0 when nothing was ever pruned)."""
+    return db.session.scalar(select(AppState.value).where(AppState.key == PRUNED_THROUGH)) or 0
+
+
+def prune(older_than):
+    """Delete events created before `older_than` (None: none) and revoked tokens past expiry; return counts.
+
+    Events go by id, up to the newest one that is too old: every id above the recorded mark is kept,
+    which is what tells a device whether its `since` can still be served.
+    """
+    newest_doomed = None
+    if older_than is not None:
+        newest_doomed = db.session.scalar(
+            select(func.max(EmotionEvent.id)).where(EmotionEvent.created_at < older_than)
+        )
+    events = 0
+    if newest_doomed is not None:
+        events = db.session.execute(delete(EmotionEvent).where(EmotionEvent.id <= newest_doomed)).rowcount
+        mark = db.session.get(AppState, PRUNED_THROUGH)
+        if mark is None:
+            db.session.add(AppState(key=PRUNED_THROUGH, value=newest_doomed))
+        else:
+            mark.value = max(mark.value, newest_doomed)
+    tokens = db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow())).rowcount
+    db.session.commit()
+    return {"events": events, "revoked_tokens": tokens}

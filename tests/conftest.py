@@ -403,14 +403,21 @@ class LiveServer:
         return ws, first
 
 
-def recv_json(ws, timeout=5):
-    """The next text frame of `ws`, parsed."""
+def recv_json(ws, timeout=5, skip=("presence",)):
+    """The next text frame of `ws`, parsed, passing over frames whose type is in `skip`.
+
+    Presence frames arrive whenever another device of the user comes or goes; tests of other things
+    pass over them (test_presence.py reads them with skip=()).
+    """
     ws.settimeout(timeout)
-    return json.loads(ws.recv())
+    while True:
+        frame = json.loads(ws.recv())
+        if frame.get("type") not in skip:
+            return frame
 
 
-def recv_close(ws, timeout=5):
-    """Read until the close frame; return (code, reason). Text frames before it are returned too."""
+def recv_close(ws, timeout=5, skip=("presence",)):
+    """Read until the close frame; return (code, reason, text frames before it)."""
     ws.settimeout(timeout)
     frames = []
     while True:
@@ -419,7 +426,9 @@ def recv_close(ws, timeout=5):
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             return code, data[2:].decode(errors="replace"), frames
         if opcode == websocket.ABNF.OPCODE_TEXT:
-            frames.append(json.loads(data))
+            frame = json.loads(data)
+            if frame.get("type") not in skip:
+                frames.append(frame)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ def test_current_is_null_before_any_update(client, user):
     response = client.get("/api/emotions/current", headers=user["headers"])
     assert response.status_code == 200
     assert response.get_json() == {
-        "id": None, "user_id": user["id"], "emotion": None, "timestamp": None, "client_timestamp": None
+        "id": None, "seq": None, "user_id": user["id"], "emotion": None, "timestamp": None, "client_timestamp": None
     }
 
 

@@ -58,11 +58,31 @@ def test_huge_unknown_type_is_not_echoed():
     ],
 )
 def test_accepted_client_timestamps(stamp):
-    assert validate_update({"emotion": "sad", "timestamp": stamp}, VOCAB) == ("sad", stamp)
+    assert validate_update({"emotion": "sad", "timestamp": stamp}, VOCAB) == ("sad", stamp, None)
 
 
 def test_emotion_is_trimmed_and_lowercased():
-    assert validate_update({"emotion": "\tSURPRISED \n"}, VOCAB) == ("surprised", None)
+    assert validate_update({"emotion": "\tSURPRISED \n"}, VOCAB) == ("surprised", None, None)
+
+
+def test_client_msg_id():
+    assert validate_update({"emotion": "sad", "client_msg_id": "a1"}, VOCAB) == ("sad", None, "a1")
+    for bad in ["", "x" * 65, 5, ["a"]]:
+        with pytest.raises(FrameError) as info:
+            validate_update({"emotion": "sad", "client_msg_id": bad}, VOCAB)
+        assert info.value.field == "client_msg_id"
+
+
+@pytest.mark.parametrize("value, expected", [(0, 0), (17, 17), ("42", 42)])
+def test_since_accepts_event_ids(value, expected):
+    assert messages.parse_since(value) == expected
+
+
+@pytest.mark.parametrize("value", [-1, "abc", "", None, True, 1.5, "1e3", 2**63, [], "9" * 20])
+def test_since_rejects_everything_else(value):
+    with pytest.raises(FrameError) as info:
+        messages.parse_since(value)
+    assert info.value.code == "invalid_since"
 
 
 @pytest.mark.parametrize("stamp", ["", "now", "2023-05-09 nonsense", "x" * 65, 123, [], {}])
@@ -72,9 +92,11 @@ def test_rejected_client_timestamps(stamp):
     assert info.value.code == "invalid_timestamp" and info.value.field == "timestamp"
 
 
-def test_connection_established_has_exactly_the_contract_fields():
-    frame = json.loads(messages.connection_established(123))
-    assert frame.keys() == {"type", "message", "timestamp", "user_id"}
+def test_connection_established_keeps_the_contract_fields_and_adds_the_state():
+    current = {"id": 9, "seq": 3, "user_id": "123", "emotion": "sad", "timestamp": "2023-05-09T14:45:00.000Z"}
+    frame = json.loads(messages.connection_established(123, current, 9, 2))
+    assert frame.keys() == {"type", "message", "timestamp", "user_id", "current", "last_event_id", "devices"}
+    assert (frame["current"], frame["last_event_id"], frame["devices"]) == (current, 9, 2)
     assert frame["type"] == "connection_established"
     assert frame["message"] == "Connected to emotion detection WebSocket server"
     assert frame["user_id"] == "123"

@@ -6,7 +6,7 @@ from flask_migrate import downgrade, upgrade
 
 from emotion_app.extensions import db
 
-TABLES = {"users", "emotion_events", "revoked_tokens", "alembic_version"}
+TABLES = {"users", "emotion_events", "revoked_tokens", "app_state", "alembic_version"}
 
 
 def _diff(app):

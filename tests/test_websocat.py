@@ -33,11 +33,15 @@ class Websocat:
         self.proc.stdin.flush()
 
     def read(self, timeout=5):
-        try:
-            return json.loads(self.lines.get(timeout=timeout))
-        except Empty:
-            self.close()
-            pytest.fail(f"websocat printed nothing within {timeout}s; stderr: {self.proc.stderr.read()}")
+        """The next frame websocat printed, passing over presence frames (other devices coming and going)."""
+        while True:
+            try:
+                frame = json.loads(self.lines.get(timeout=timeout))
+            except Empty:
+                self.close()
+                pytest.fail(f"websocat printed nothing within {timeout}s; stderr: {self.proc.stderr.read()}")
+            if frame.get("type") != "presence":
+                return frame
 
     def close(self):
         if self.proc.poll() is None:

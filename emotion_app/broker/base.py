@@ -33,6 +33,21 @@ class Broker:
     def stop(self):
         """Stop receiving from other processes."""
 
+    # Presence: which sockets of a user are open, across every process the broker reaches. Members are
+    # opaque ids of sockets; each call returns the user's device count afterwards.
+
+    def presence_join(self, user_id, member):
+        """Count `member` as an open socket of `user_id`; return the user's device count."""
+        raise NotImplementedError
+
+    def presence_leave(self, user_id, member):
+        """Forget `member`; return the user's device count."""
+        raise NotImplementedError
+
+    def presence_count(self, user_id):
+        """Return how many sockets `user_id` has open."""
+        raise NotImplementedError
+
     def health(self):
         """Return None when the broker works, else a short description of what is wrong."""
         return None

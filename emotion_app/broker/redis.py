@@ -1,6 +1,7 @@
 """The Redis broker: pub/sub on one channel, so every worker on every host reaches its own sockets."""
 import logging
 import threading
+import time
 import uuid
 
 import redis
@@ -10,6 +11,9 @@ from .base import Broker
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST, BACKOFF_CAP = 0.1, 5.0
+# Presence entries live this long unless refreshed; each process refreshes its own well before, so a
+# process that dies (even by SIGKILL) stops counting within PRESENCE_TTL.
+PRESENCE_TTL, PRESENCE_REFRESH = 60.0, 20.0
 
 
 class RedisBroker(Broker):
@@ -21,6 +25,7 @@ class RedisBroker(Broker):
     """
 
     shared = True
+    # Presence: one sorted set per user, members "<origin>:<socket>", scored by when they expire.
 
     def __init__(self, url, prefix):
         super().__init__()
@@ -32,6 +37,9 @@ class RedisBroker(Broker):
         self._listener = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._prefix = prefix
+        self._members = {}  # user id -> this process's present members, refreshed by the listener
+        self._refreshed = 0.0
 
     def _redis(self):
         if self._client is None:
@@ -65,6 +73,61 @@ class RedisBroker(Broker):
             return "redis reachable, listener reconnecting"
         return None
 
+    def _presence_key(self, user_id):
+        return f"{self._prefix}:presence:{user_id}"
+
+    def presence_join(self, user_id, member):
+        user_id = str(user_id)
+        self._members.setdefault(user_id, set()).add(member)
+        key = self._presence_key(user_id)
+        try:
+            pipe = self._redis().pipeline()
+            pipe.zadd(key, {f"{self.origin}:{member}": time.time() + PRESENCE_TTL})
+            pipe.expire(key, int(PRESENCE_TTL) + 1)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("presence not recorded, redis unavailable: %s", exc)
+            return None
+        return self.presence_count(user_id)
+
+    def presence_leave(self, user_id, member):
+        user_id = str(user_id)
+        members = self._members.get(user_id, set())
+        members.discard(member)
+        if not members:
+            self._members.pop(user_id, None)
+        try:
+            self._redis().zrem(self._presence_key(user_id), f"{self.origin}:{member}")
+        except redis.RedisError as exc:
+            log.warning("presence not updated, redis unavailable: %s", exc)
+            return None
+        return self.presence_count(user_id)
+
+    def presence_count(self, user_id):
+        """How many sockets the user has open on every host; None while Redis is unreachable."""
+        key = self._presence_key(user_id)
+        try:
+            pipe = self._redis().pipeline()
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.zcard(key)
+            return pipe.execute()[1]
+        except redis.RedisError as exc:
+            log.warning("presence unknown, redis unavailable: %s", exc)
+            return None
+
+    def _refresh_presence(self):
+        """Push the expiry of this process's present members forward (called by the listener)."""
+        now = time.time()
+        if now - self._refreshed < PRESENCE_REFRESH:
+            return
+        self._refreshed = now
+        pipe = self._redis().pipeline(transaction=False)
+        for user_id, members in list(self._members.items()):
+            key = self._presence_key(user_id)
+            pipe.zadd(key, {f"{self.origin}:{m}": now + PRESENCE_TTL for m in members})
+            pipe.expire(key, int(PRESENCE_TTL) + 1)
+        pipe.execute()
+
     def _send(self, data):
         try:
             self._redis().publish(self.channel, f"{self.origin} {data}")
@@ -84,10 +147,12 @@ class RedisBroker(Broker):
                 if backoff > BACKOFF_FIRST:
                     log.info("redis broker listening again on %s", self.channel)
                 backoff = BACKOFF_FIRST
+                self._refreshed = 0.0  # entries may have expired while Redis was away
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._on_message(message["data"])
+                    self._refresh_presence()
             except Exception as exc:  # noqa: BLE001 - the listener must outlive anything Redis does
                 self.listening = False
                 log.warning("redis broker listener lost its connection (%s); retrying in %.1fs", exc, backoff)
