@@ -3,12 +3,14 @@ from datetime import timedelta
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from . import store
 from .timeutil import utcnow
 
 
 @click.command("prune")
+@with_appcontext
 @click.option("--days", type=float, default=None, help="Keep this many days of events (default: RETENTION_DAYS).")
 def prune_command(days):
     """Delete emotion events older than the retention period, and revoked tokens that have expired."""

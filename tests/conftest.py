@@ -125,7 +125,7 @@ def database_url(request, tmp_path, sqlite_template):
     url = request.getfixturevalue("postgres_template")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE users, emotion_events, revoked_tokens RESTART IDENTITY CASCADE"))
+        conn.execute(sa.text("TRUNCATE users, emotion_events, revoked_tokens, app_state RESTART IDENTITY CASCADE"))
     engine.dispose()
     yield url
 
@@ -388,12 +388,14 @@ class LiveServer:
         assert status == 200, body
         return body
 
-    def connect(self, token, via="query", **kwargs):
+    def connect(self, token, via="query", since=None, **kwargs):
         """Open a WebSocket with the token as ?token= (via="query") or a Bearer header (via="header")."""
         kwargs.setdefault("timeout", 5)
+        query = f"?since={since}" if since is not None else ""
         if via == "query":
-            return websocket.create_connection(f"{self.ws_url}?token={token}", **kwargs)
-        return websocket.create_connection(self.ws_url, header=[f"Authorization: Bearer {token}"], **kwargs)
+            query = f"{query}&" if query else "?"
+            return websocket.create_connection(f"{self.ws_url}{query}token={token}", **kwargs)
+        return websocket.create_connection(self.ws_url + query, header=[f"Authorization: Bearer {token}"], **kwargs)
 
     def device(self, token, via="query", **kwargs):
         """Connect and consume `connection_established`; return (socket, that first frame)."""

@@ -1,4 +1,5 @@
 """The browser test page at `/` and its static files."""
+import re
 from html.parser import HTMLParser
 
 
@@ -76,3 +77,30 @@ def test_static_files_are_served(client):
         assert kind in response.content_type, path
         assert response.data.strip()
         response.close()
+
+
+def test_connection_card_has_device_count_and_reconnect_controls(client):
+    parser = parse_index(client)
+    by_id = {attrs["id"]: (tag, attrs) for tag, attrs in parser.tags if attrs.get("id")}
+    assert "devices" in by_id, "no element for the number of connected devices"
+    assert "retry-info" in by_id, "no element for the reconnect countdown"
+    tag, attrs = by_id["reconnect-now"]
+    assert tag == "button" and attrs.get("type") == "button"
+    assert "hidden" in by_id["retry"][1], "the reconnect box is shown only while waiting to reconnect"
+
+
+def test_every_element_the_script_looks_up_is_on_the_page(client):
+    parser = parse_index(client)
+    ids = {attrs["id"] for _tag, attrs in parser.tags if attrs.get("id")}
+    response = client.get("/static/app.js")
+    script = response.get_data(as_text=True)
+    response.close()
+    wanted = set(re.findall(r'\$\("([\w-]+)"\)', script))
+    assert wanted, "app.js looks up no elements by id"
+    assert wanted <= ids, f"app.js looks up ids missing from the page: {sorted(wanted - ids)}"
+
+
+def test_ids_are_unique(client):
+    parser = parse_index(client)
+    ids = [attrs["id"] for _tag, attrs in parser.tags if attrs.get("id")]
+    assert len(ids) == len(set(ids))

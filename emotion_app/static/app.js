@@ -9,18 +9,35 @@
     notice: $("notice"), auth: $("auth"), form: $("auth-form"), authError: $("auth-error"),
     username: $("auth-username"), password: $("auth-password"),
     whoami: $("whoami"), who: $("username"), logout: $("logout"), session: $("session"),
-    state: $("state"), closeInfo: $("close-info"),
+    state: $("state"), closeInfo: $("close-info"), devices: $("devices"),
+    retry: $("retry"), retryInfo: $("retry-info"), reconnectNow: $("reconnect-now"),
     connect: $("connect"), disconnect: $("disconnect"), ping: $("ping"),
     current: $("current-emotion"), currentTime: $("current-time"),
     log: $("log"), clearLog: $("clear-log"),
     emotionButtons: Array.from(document.querySelectorAll("[data-emotion]")),
   };
 
+  const RETRY_BASE_MS = 500; // reconnect delays: random in [0, min(cap, base * 2^(attempt-1))]
+  const RETRY_CAP_MS = 30000;
+  const STABLE_MS = 10000; // a socket up this long starts the backoff over
+  const PENDING_TTL_MS = 120000; // an unconfirmed update older than this is not sent again
+
   let session = loadSession(); // {access, refresh, user}
   let socket = null;
   let refreshing = null;
   let expiryRetried = false; // one refresh-and-reconnect per expiry, reset once a socket opens
-  let lastEventId = 0;
+  let wanted = false; // the user wants a socket: unexpected closes reconnect
+  let attemptId = 0; // bumped by every connect/disconnect, so a stale async step can tell
+  let attempts = 0; // reconnect attempts since the last socket that stayed up
+  let retry = null; // {timer, ticker} while waiting to reconnect
+  let openedAt = 0; // when the current socket opened (0: it never did)
+  let handshakeFailed = false; // the last socket closed before it opened
+  let resumable = false; // a socket of this session got its state: reconnects pass ?since=
+  let lastEventId = 0; // the newest event id received on a socket, resumed from with ?since=
+  let established = null; // the current socket's connection_established frame
+  let syncRequested = false; // a {"type":"sync"} is waiting for its "synced"
+  let shownId = 0; // id of the event on display; older ones arriving late are not shown
+  let pending = null; // {frame, at}: the last emotion set, until the server confirms it
 
   // ---- storage ------------------------------------------------------------
 
@@ -155,7 +172,10 @@
     el.whoami.hidden = false;
     el.session.hidden = false;
     notify("");
-    lastEventId = 0;
+    resumable = false; // the first connect after login starts fresh
+    lastEventId = shownId = attempts = 0;
+    handshakeFailed = false;
+    pending = null;
     showEmotion({ emotion: null });
     loadCurrent();
     connect();
@@ -179,6 +199,7 @@
   function endSession(message) {
     disconnect();
     session = null;
+    pending = null;
     saveSession();
     el.auth.hidden = false;
     el.whoami.hidden = true;
@@ -191,27 +212,58 @@
   // ---- WebSocket ------------------------------------------------------------------
 
   async function connect() {
-    if (!session || el.state.dataset.state !== "disconnected") return;
+    if (!session || socket || el.state.dataset.state === "connecting") return;
+    const attempt = ++attemptId;
+    const stale = () => attempt !== attemptId || !session;
+    clearRetry();
+    wanted = true;
     setState("connecting");
-    if (isExpired(session.access) && !(await refreshAccess())) {
-      if (el.state.dataset.state === "connecting") setState("disconnected");
-      return;
-    }
-    if (!session || el.state.dataset.state !== "connecting") return; // logged out or cancelled meanwhile
+    const ready = (!isExpired(session.access) || await refreshAccess()) && (!handshakeFailed || await probe());
+    if (stale()) return; // logged out or cancelled meanwhile (a refused token ends the session)
+    if (!ready) { scheduleReconnect(); return; } // the server is unreachable for now
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/api/ws?token=${encodeURIComponent(session.access)}`);
+    const since = resumable ? `&since=${lastEventId}` : "";
+    const ws = new WebSocket(`${scheme}//${location.host}/api/ws?token=${encodeURIComponent(session.access)}${since}`);
     socket = ws;
-    log("info", "Connecting to /api/ws");
-    ws.addEventListener("open", () => { setState("connected"); });
-    ws.addEventListener("message", (event) => onFrame(event.data));
+    openedAt = 0;
+    established = null;
+    syncRequested = false;
+    log("info", resumable ? `Connecting to /api/ws, resuming after event ${lastEventId}` : "Connecting to /api/ws");
+    ws.addEventListener("open", () => { if (socket === ws) { openedAt = Date.now(); setState("connected"); } });
+    ws.addEventListener("message", (event) => { if (socket === ws) onFrame(event.data); });
     ws.addEventListener("close", (event) => onClose(ws, event));
   }
 
+  // A refused handshake only shows as 1006: ask over HTTP first whether the server is up and still
+  // takes the token. False means try later; a token it refuses ends the session (report).
+  async function probe() {
+    try {
+      await api("/api/devices");
+      return true;
+    } catch (err) {
+      if (err.status === 401) report(err);
+      return err.status !== 0 && err.status !== 401;
+    }
+  }
+
   function disconnect() {
+    wanted = false;
+    attemptId++;
+    clearRetry();
     const ws = socket;
     socket = null;
     if (ws) ws.close(1000, "Disconnected by user");
     if (el.state.dataset.state !== "disconnected") setState("disconnected", 1000, "Disconnected by user");
+  }
+
+  // Close the socket and open a fresh one (no ?since=): the state it brings is the reload.
+  function reopenFresh() {
+    resumable = false;
+    const ws = socket;
+    socket = null;
+    if (ws) ws.close(1000, "Reloading state");
+    setState("disconnected");
+    connect();
   }
 
   function onClose(ws, event) {
@@ -219,19 +271,52 @@
     log("info", `Socket closed: ${event.code}${reason ? " " + reason : ""}`);
     if (socket !== ws) return; // closed on purpose, state already shown
     socket = null;
+    handshakeFailed = !openedAt;
+    if (openedAt && Date.now() - openedAt >= STABLE_MS) attempts = 0;
     setState("disconnected", event.code, reason);
-    if (event.code === 4401 && !expiryRetried) {
-      expiryRetried = true;
-      refreshAccess().then((ok) => { if (ok) connect(); });
-    } else if (event.code === 4403) {
+    if (!wanted || !session) return;
+    if (event.code === 4403) {
+      wanted = false;
       notify("This token was revoked (logged out): log in again.", true);
+    } else if (event.code === 4401 && !expiryRetried) {
+      expiryRetried = true;
+      const attempt = attemptId;
+      refreshAccess().then((ok) => {
+        if (attempt !== attemptId || !wanted || !session) return;
+        if (ok) connect();
+        else scheduleReconnect();
+      });
+    } else {
+      scheduleReconnect();
     }
+  }
+
+  // Wait a random time up to a cap that doubles with each attempt ("full jitter"), then connect.
+  function scheduleReconnect() {
+    clearRetry();
+    attempts += 1;
+    const delay = Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempts - 1));
+    const due = Date.now() + delay;
+    const attempt = attempts;
+    const tick = () => {
+      const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      el.retryInfo.textContent = `Reconnecting in ${seconds} s (attempt ${attempt})…`;
+    };
+    setState("reconnecting");
+    tick();
+    retry = { timer: setTimeout(connect, delay), ticker: setInterval(tick, 250) };
+    log("info", `Reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})`);
+  }
+
+  function clearRetry() {
+    if (retry) { clearTimeout(retry.timer); clearInterval(retry.ticker); }
+    retry = null;
   }
 
   function closeMeaning(code) {
     return {
       1000: "normal closure", 1001: "going away", 1006: "connection lost or refused (server down or token rejected)",
-      1008: "ping timeout", 1009: "frame too big", 1011: "server error",
+      1008: "ping timeout", 1009: "frame too big", 1011: "server error", 1012: "service restart",
       4401: "token expired", 4403: "token revoked",
     }[code] || "";
   }
@@ -256,37 +341,97 @@
     let frame;
     try { frame = JSON.parse(text); } catch { return; }
     if (frame.type === "connection_established") {
-      expiryRetried = false;
-      notify(""); // an earlier problem (say, the expiry that led here) is over
+      onEstablished(frame);
     } else if (frame.type === "emotion_update") {
-      showEmotion(frame);
+      onEmotionFrame(frame);
+    } else if (frame.type === "synced") {
+      onSynced(frame);
+    } else if (frame.type === "presence") {
+      showDevices(frame.devices);
+      log("info", `Another device ${frame.change} (${frame.devices} connected now)`);
     } else if (frame.type === "pong" && frame.client_timestamp) {
       const rtt = Date.now() - Date.parse(frame.client_timestamp);
       if (rtt >= 0) log("info", `Round trip ${rtt} ms`);
     } else if (frame.type === "error") {
+      onErrorFrame(frame);
+    }
+  }
+
+  function onEstablished(frame) {
+    established = frame;
+    expiryRetried = false;
+    notify(""); // an earlier problem (say, the expiry that led here) is over
+    showDevices(frame.devices);
+    showEmotion(frame.current || { emotion: null });
+    if (!resumable) lastEventId = frame.last_event_id || 0; // fresh: this state is the starting point
+    resumable = true;
+    if (pending && Date.now() - pending.at < PENDING_TTL_MS) {
+      log("info", `Sending the unconfirmed update again (client_msg_id ${pending.frame.client_msg_id})`);
+      send(pending.frame);
+    }
+  }
+
+  function onEmotionFrame(frame) {
+    if (pending && frame.client_msg_id === pending.frame.client_msg_id) pending = null; // confirmed
+    if (frame.duplicate) {
+      logDuplicate(frame); // the original event, answering this device only: lastEventId stays
+    } else if (typeof frame.id === "number" && frame.id > lastEventId) {
+      lastEventId = frame.id;
+    }
+    showEmotion(frame);
+  }
+
+  function onSynced(frame) {
+    syncRequested = false;
+    const after = frame.since == null ? "a gap" : `event ${frame.since}`;
+    log("info", `Caught up: ${frame.count} missed event(s) after ${after}` +
+      (frame.has_more ? `, more after event ${frame.last_id}` : ""));
+    if (typeof frame.last_id === "number" && frame.last_id > lastEventId) lastEventId = frame.last_id;
+    if (frame.has_more) {
+      syncRequested = send({ type: "sync", since: frame.last_id }); // live events wait for the last page
+    }
+  }
+
+  function onErrorFrame(frame) {
+    if (frame.code !== "since_too_old") {
       notify(`Server: ${frame.message}`, true);
+    } else if (syncRequested) {
+      // Paging on failed: the socket would hold live events for a page it cannot serve; start over.
+      log("info", "Missed events are no longer kept: reloading the state");
+      syncRequested = false;
+      reopenFresh();
+    } else {
+      // On connect: the current state in connection_established is the reload; go on live from there.
+      log("info", "Missed events are no longer kept: continuing from the current state");
+      lastEventId = (established && established.last_event_id) || 0;
     }
   }
 
   function setState(state, code, reason) {
     el.state.dataset.state = state;
-    el.state.textContent = state.charAt(0).toUpperCase() + state.slice(1);
+    el.state.textContent = state.charAt(0).toUpperCase() + state.slice(1) + (state === "reconnecting" ? "…" : "");
     if (state === "disconnected" && code !== undefined) {
       el.closeInfo.textContent = `Closed with code ${code}${reason ? ": " + reason : ""}`;
-    } else if (state !== "disconnected") {
+    } else if (state === "connected") {
       el.closeInfo.textContent = "";
     }
+    el.retry.hidden = state !== "reconnecting";
     el.connect.disabled = state !== "disconnected";
     el.disconnect.disabled = state === "disconnected";
     el.ping.disabled = state !== "connected";
+    if (state !== "connected") showDevices(null);
+  }
+
+  function showDevices(count) {
+    el.devices.textContent = typeof count === "number" ? String(count) : "–";
   }
 
   // ---- emotions -------------------------------------------------------------------
 
   function showEmotion(event) {
     if (event.id != null) {
-      if (event.id < lastEventId) return; // an older event arriving late
-      lastEventId = event.id;
+      if (event.id < shownId) return; // an older event arriving late (or replayed)
+      shownId = event.id;
     }
     el.current.textContent = event.emotion || "none yet";
     el.current.dataset.emotion = event.emotion || "";
@@ -296,12 +441,32 @@
     });
   }
 
+  // A fresh id per update the user makes: sending it again (after a lost connection) stores it once.
+  function newMessageId() {
+    if (typeof crypto.randomUUID === "function") return crypto.randomUUID(); // secure contexts only
+    return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function logDuplicate(event) {
+    log("info", `Duplicate (client_msg_id ${event.client_msg_id}): already stored as event ${event.id}, nothing new stored`);
+  }
+
   async function setEmotion(emotion) {
-    const timestamp = new Date().toISOString();
-    if (send({ type: "emotion_update", emotion, timestamp })) return; // confirmed by the echoed frame
+    const body = { emotion, timestamp: new Date().toISOString(), client_msg_id: newMessageId() };
+    const frame = { type: "emotion_update", ...body };
+    pending = { frame, at: Date.now() };
+    if (send(frame)) return; // confirmed by the echoed frame
     try {
-      showEmotion(await api("/api/emotions", { method: "POST", body: { emotion, timestamp } }));
+      const event = await api("/api/emotions", { method: "POST", body });
+      if (pending && pending.frame === frame) pending = null;
+      if (event.duplicate) logDuplicate(event);
+      showEmotion(event);
     } catch (err) {
+      if (err.status === 0 || err.status >= 500) {
+        notify(`${err.message} The update will be sent again on the next connection.`, true);
+        return; // stays pending: its client_msg_id keeps a repeat from being stored twice
+      }
+      if (pending && pending.frame === frame) pending = null;
       report(err);
     }
   }
@@ -310,8 +475,10 @@
 
   el.form.addEventListener("submit", onAuthSubmit);
   el.logout.addEventListener("click", logout);
-  el.connect.addEventListener("click", () => { expiryRetried = false; connect(); });
+  el.connect.addEventListener("click", () => { expiryRetried = false; attempts = 0; connect(); });
+  el.reconnectNow.addEventListener("click", connect);
   el.disconnect.addEventListener("click", disconnect);
+  window.addEventListener("online", () => { if (retry) connect(); }); // back online: no need to wait
   el.ping.addEventListener("click", () => send({ type: "ping", timestamp: new Date().toISOString() }));
   el.clearLog.addEventListener("click", () => el.log.replaceChildren());
   el.emotionButtons.forEach((button) => {
