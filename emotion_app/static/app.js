@@ -21,6 +21,7 @@
   const RETRY_CAP_MS = 30000;
   const STABLE_MS = 10000; // a socket up this long starts the backoff over
   const PENDING_TTL_MS = 120000; // an unconfirmed update older than this is not sent again
+  const HANDSHAKE_TIMEOUT_MS = 15000; // a socket not open by then counts as failed
 
   let session = loadSession(); // {access, refresh, user}
   let socket = null;
@@ -229,9 +230,19 @@
     established = null;
     syncRequested = false;
     log("info", resumable ? `Connecting to /api/ws, resuming after event ${lastEventId}` : "Connecting to /api/ws");
-    ws.addEventListener("open", () => { if (socket === ws) { openedAt = Date.now(); setState("connected"); } });
+    ws.addEventListener("open", () => {
+      if (socket !== ws) return;
+      openedAt = Date.now();
+      handshakeFailed = false;
+      setState("connected");
+    });
     ws.addEventListener("message", (event) => { if (socket === ws) onFrame(event.data); });
     ws.addEventListener("close", (event) => onClose(ws, event));
+    setTimeout(() => {
+      if (socket !== ws || openedAt) return;
+      ws.close();
+      onClose(ws, { code: 1006, reason: "connection timed out" }); // the socket's own close event comes late, if at all
+    }, HANDSHAKE_TIMEOUT_MS);
   }
 
   // A refused handshake only shows as 1006: ask over HTTP first whether the server is up and still
@@ -246,24 +257,14 @@
     }
   }
 
-  function disconnect() {
+  function disconnect(reason = "Disconnected by user") {
     wanted = false;
     attemptId++;
     clearRetry();
     const ws = socket;
     socket = null;
-    if (ws) ws.close(1000, "Disconnected by user");
-    if (el.state.dataset.state !== "disconnected") setState("disconnected", 1000, "Disconnected by user");
-  }
-
-  // Close the socket and open a fresh one (no ?since=): the state it brings is the reload.
-  function reopenFresh() {
-    resumable = false;
-    const ws = socket;
-    socket = null;
-    if (ws) ws.close(1000, "Reloading state");
-    setState("disconnected");
-    connect();
+    if (ws) ws.close(1000, reason);
+    if (el.state.dataset.state !== "disconnected") setState("disconnected", 1000, reason);
   }
 
   function onClose(ws, event) {
@@ -362,6 +363,7 @@
     expiryRetried = false;
     notify(""); // an earlier problem (say, the expiry that led here) is over
     showDevices(frame.devices);
+    shownId = 0; // the state on connect is authoritative; replayed events are older, live ones newer
     showEmotion(frame.current || { emotion: null });
     if (!resumable) lastEventId = frame.last_event_id || 0; // fresh: this state is the starting point
     resumable = true;
@@ -396,10 +398,12 @@
     if (frame.code !== "since_too_old") {
       notify(`Server: ${frame.message}`, true);
     } else if (syncRequested) {
-      // Paging on failed: the socket would hold live events for a page it cannot serve; start over.
+      // Paging on failed, and the socket holds live events until the last page: open a fresh one
+      // (no ?since=), whose connection_established is the reload.
       log("info", "Missed events are no longer kept: reloading the state");
-      syncRequested = false;
-      reopenFresh();
+      resumable = false;
+      disconnect("Reloading state");
+      connect();
     } else {
       // On connect: the current state in connection_established is the reload; go on live from there.
       log("info", "Missed events are no longer kept: continuing from the current state");
@@ -477,7 +481,7 @@
   el.logout.addEventListener("click", logout);
   el.connect.addEventListener("click", () => { expiryRetried = false; attempts = 0; connect(); });
   el.reconnectNow.addEventListener("click", connect);
-  el.disconnect.addEventListener("click", disconnect);
+  el.disconnect.addEventListener("click", () => disconnect());
   window.addEventListener("online", () => { if (retry) connect(); }); // back online: no need to wait
   el.ping.addEventListener("click", () => send({ type: "ping", timestamp: new Date().toISOString() }));
   el.clearLog.addEventListener("click", () => el.log.replaceChildren());
