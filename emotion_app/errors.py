@@ -87,7 +87,7 @@ def register_error_handlers(app):
             db.session.rollback()
         except Exception:  # noqa: BLE001 - the connection may be gone for good
             pass
-        log.warning("database unavailable: %s", exc.__class__.__name__)
+        log.warning("database unavailable: %s: %s", exc.__class__.__name__, str(exc).splitlines()[0][:300])
         return error_response(503, "database_unavailable", "Database unavailable, try again shortly")
 
     @app.errorhandler(Exception)

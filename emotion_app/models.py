@@ -51,6 +51,8 @@ class EmotionEvent(db.Model):
         Index("ix_emotion_events_user_id_id", "user_id", "id"),
         UniqueConstraint("user_id", "seq", name="uq_emotion_events_user_id_seq"),
         UniqueConstraint("user_id", "client_msg_id", name="uq_emotion_events_user_id_client_msg_id"),
+        # Without AUTOINCREMENT SQLite reuses the ids of deleted rows: ids must only ever grow.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

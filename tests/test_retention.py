@@ -80,3 +80,14 @@ def test_migration_numbers_existing_events_per_user(app):
         last = dict(db.session.execute(sa.text("SELECT username, last_seq FROM users")).all())
         assert last == {"ann": 3, "bob": 2}
         db.session.commit()
+
+
+def test_ids_are_never_reused_after_pruning(app, client, auth):
+    headers = Auth.bearer(auth.login()["access_token"])
+    ids = [client.post("/api/emotions", json={"emotion": "sad"}, headers=headers).get_json()["id"] for _ in range(3)]
+    _age(app, ids, datetime(2000, 1, 1))
+    assert "deleted 3 events" in app.test_cli_runner().invoke(args=["prune", "--days", "1"]).output
+    # Every event is gone; the next one still gets a larger id than any before it.
+    new = client.post("/api/emotions", json={"emotion": "happy"}, headers=headers).get_json()
+    assert new["id"] > ids[-1]
+    assert new["seq"] == 4

@@ -23,7 +23,7 @@ def test_serve_command_applies_migrations_and_serves(tmp_path):
         server.stop()
     engine = sa.create_engine(f"sqlite:///{db_path}")
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002_resume_and_idempotency"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0003_event_ids_never_reused"
         assert conn.execute(sa.text("SELECT count(*) FROM users")).scalar() == 1
     engine.dispose()
 
