@@ -15,6 +15,7 @@ from .commands import prune_command
 from .broker import create_broker
 from .errors import register_error_handlers
 from .extensions import db, jwt, migrate, sock
+from .groupcommit import GroupCommitter
 from .hub import Hub
 
 log = logging.getLogger(__name__)
@@ -152,9 +153,15 @@ def configure_websocket(app):
 
 
 def start_delivery(app):
-    """Connect the broker to this process's hub of sockets."""
+    """Wire the path of an update: group committer -> broker -> this process's hub of sockets."""
     hub = Hub()
     broker = create_broker(app.config["REDIS_URL"], app.config["BROKER_PREFIX"])
     broker.subscribe(hub.dispatch)
     app.extensions["emotion_hub"] = hub
     app.extensions["emotion_broker"] = broker
+
+    def publish(event):
+        broker.publish({"kind": "event", "user_id": event["user_id"], "event": event})
+
+    with app.app_context():  # the engine object only; nothing connects yet
+        app.extensions["emotion_committer"] = GroupCommitter(db.engine, publish)

@@ -68,17 +68,22 @@ class EmotionEvent(db.Model):
 
     def to_dict(self):
         """The event as pushed to devices and returned over HTTP."""
-        event = {
-            "id": self.id,
-            "seq": self.seq,
-            "user_id": str(self.user_id),
-            "emotion": self.emotion,
-            "timestamp": isoformat(self.created_at),
-            "client_timestamp": self.client_timestamp,
-        }
-        if self.client_msg_id is not None:
-            event["client_msg_id"] = self.client_msg_id
-        return event
+        return event_payload(self)
+
+
+def event_payload(row):
+    """An event (model instance or Core row of emotion_events) as devices and HTTP clients see it."""
+    event = {
+        "id": row.id,
+        "seq": row.seq,
+        "user_id": str(row.user_id),
+        "emotion": row.emotion,
+        "timestamp": isoformat(row.created_at),
+        "client_timestamp": row.client_timestamp,
+    }
+    if row.client_msg_id is not None:
+        event["client_msg_id"] = row.client_msg_id
+    return event
 
 
 class RevokedToken(db.Model):

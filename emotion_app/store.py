@@ -3,12 +3,13 @@
 Every write is one short transaction committed before the event is announced: SQL is the source of
 truth, the broker only rings the doorbell. Each write first bumps the user's `last_seq`, which locks
 the user's row until commit: one user's events therefore get ids and seqs in commit order, so "every
-event after id N" read from SQL never skips one that commits later.
+event after id N" read from SQL never skips one that commits later. The writing itself is done by
+groupcommit, so that concurrent updates share a transaction.
 """
 import logging
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ApiError
@@ -24,33 +25,19 @@ PRUNED_THROUGH = "events_pruned_through_id"
 def record_emotion(user_id, emotion, client_timestamp=None, client_msg_id=None):
     """Store an emotion change for `user_id`, then publish it; return (event dict, created).
 
-    A `client_msg_id` the user already used returns the original event with created=False, storing
-    and publishing nothing. Raises ApiError(503) when the database cannot store it: nothing is then
-    stored or announced.
+    Concurrent calls share a transaction (see groupcommit). A `client_msg_id` the user already used
+    returns the original event with created=False, storing and publishing nothing. Raises
+    ApiError(503) when the database cannot store it: nothing is then stored or announced.
     """
     try:
-        seq = db.session.execute(
-            update(User).where(User.id == user_id).values(last_seq=User.last_seq + 1).returning(User.last_seq)
-        ).scalar_one()
-        if client_msg_id is not None:
-            original = db.session.scalars(
-                select(EmotionEvent).where(EmotionEvent.user_id == user_id, EmotionEvent.client_msg_id == client_msg_id)
-            ).first()
-            if original is not None:
-                db.session.rollback()  # gives the seq back
-                return original.to_dict(), False
-        event = EmotionEvent(
-            user_id=user_id, emotion=emotion, client_timestamp=client_timestamp, seq=seq, client_msg_id=client_msg_id
-        )
-        db.session.add(event)
+        # End this session's read transaction (the token check) first: its pooled connection is then
+        # free for the committer, which is what SQLite's single connection needs.
         db.session.commit()
+        return current_app.extensions["emotion_committer"].write(user_id, emotion, client_timestamp, client_msg_id)
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("could not store an emotion event for user %s", user_id)
         raise ApiError(503, "database_unavailable", "Could not store the update, try again") from None
-    payload = event.to_dict()
-    current_app.extensions["emotion_broker"].publish({"kind": "event", "user_id": str(user_id), "event": payload})
-    return payload, True
 
 
 def current_emotion(user_id):

@@ -1,0 +1,371 @@
+"""Load generator for emotion_app: speaks the client contract and measures what devices experience.
+
+Scenarios (each prints one JSON line, then a readable summary):
+
+  fanout      U users x D devices; device 0 of each user sends updates, all users together at an
+              open-loop rate R for T seconds; every device times each update from send to receipt.
+  idle        open C sockets in batches, hold them, report how many succeeded and the server's memory
+              per socket (RSS of the whole gunicorn process tree, before and after).
+  handshakes  connect + authenticate + first frame, as many per second as N concurrent clients manage.
+
+By default it starts its own server (gunicorn + gevent, as `scripts/serve.sh` does) on a free port of
+127.0.0.1 with a fresh SQLite database; `--env KEY=VALUE` configures it (e.g. DATABASE_URL, REDIS_URL,
+WEB_CONCURRENCY). `--url` points it at a server that is already running instead (memory is then not
+measured). Every loop is bounded in count and time, and only 127.0.0.1 is ever contacted.
+"""
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PASSWORD = "benchmark-password"
+
+
+# ------------------------------------------------------------------------------------------ the server
+
+
+class Server:
+    """The service under test: a gunicorn process tree we start (and measure), or one at --url."""
+
+    def __init__(self, url=None, env=None, workdir=None):
+        self.proc = None
+        self.url = url
+        self.env = env or {}
+        self.workdir = workdir
+
+    def __enter__(self):
+        if self.url:
+            return self
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning",
+               "DATABASE_URL": f"sqlite:///{self.workdir}/bench.db", **self.env}
+        subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        self.log = open(Path(self.workdir) / "server.log", "wb")
+        self.proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("server exited; see " + self.log.name)
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc):
+        if self.proc:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+
+    def rss_bytes(self):
+        """Resident memory of the whole process tree (master and workers), or None for --url."""
+        if not self.proc:
+            return None
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    @property
+    def ws_url(self):
+        return self.url.replace("http://", "ws://") + "/api/ws"
+
+    def post(self, path, body, token=None):
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.load(resp)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_tree(root):
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    pids, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        pids.append(pid)
+        frontier += children.get(pid, [])
+    return pids
+
+
+def make_users(server, count, concurrency=8):
+    """Register and log in `count` users (in parallel: hashing is the slow part); return their tokens."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = uuid.uuid4().hex[:6]
+
+    def one(n):
+        name = f"bench_{run}_{n}"
+        status, body = server.post("/api/auth/register", {"username": name, "password": PASSWORD})
+        assert status == 201, body
+        status, body = server.post("/api/auth/login", {"username": name, "password": PASSWORD})
+        assert status == 200, body
+        return body["access_token"]
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def percentiles(values):
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def pick(q):
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": round(ordered[-1] * 1000, 2)}
+
+
+async def open_device(url, token, tries=3):
+    """Connect and read connection_established; return the socket."""
+    for attempt in range(tries):
+        try:
+            ws = await websockets.connect(f"{url}?token={token}", max_size=2**20, ping_interval=None,
+                                          compression=None, open_timeout=30)
+            first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert first["type"] == "connection_established", first
+            return ws
+        except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
+            if attempt == tries - 1:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+
+async def fanout(server, users, devices, rate, duration, grace=5.0):
+    tokens = make_users(server, users)
+    sockets = []
+    for token in tokens:
+        group = [await open_device(server.ws_url, token) for _ in range(devices)]
+        sockets.append(group)
+    sent_at = {}
+    latencies = []
+    received = 0
+    done = asyncio.Event()
+
+    async def reader(ws):
+        nonlocal received
+        try:
+            async for raw in ws:
+                now = time.perf_counter()
+                frame = json.loads(raw)
+                if frame.get("type") == "emotion_update" and frame.get("client_msg_id") in sent_at:
+                    latencies.append(now - sent_at[frame["client_msg_id"]])
+                    received += 1
+                elif frame.get("type") == "error":
+                    print("error frame:", frame, file=sys.stderr)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+
+    readers = [asyncio.create_task(reader(ws)) for group in sockets for ws in group]
+    print(f"{users * devices} sockets open; sending {rate:g} updates/s for {duration:g} s", file=sys.stderr, flush=True)
+    total = int(rate * duration)
+    interval = 1.0 / rate
+    started = time.perf_counter()
+    emotions = ["happy", "sad", "angry", "neutral"]
+    behind = 0
+    for n in range(total):
+        # Open loop: each send has its own slot in time, whatever the answers do.
+        slot = started + n * interval
+        delay = slot - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.05:
+            behind += 1
+        msg_id = f"{n}"
+        sent_at[msg_id] = time.perf_counter()
+        await sockets[n % users][0].send(
+            json.dumps({"type": "emotion_update", "emotion": emotions[n % 4], "client_msg_id": msg_id})
+        )
+    send_seconds = time.perf_counter() - started
+    expected = total * devices
+    deadline = time.perf_counter() + grace
+    while received < expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    for group in sockets:
+        for ws in group:
+            await ws.close()
+    for task in readers:
+        task.cancel()
+    return {
+        "scenario": "fanout", "users": users, "devices": devices, "rate": rate, "duration": duration,
+        "updates_sent": total, "send_seconds": round(send_seconds, 2), "sender_fell_behind": behind,
+        "deliveries_expected": expected, "deliveries": received, "lost": expected - received,
+        "delivered_per_s": round(received / send_seconds, 1), "latency_ms": percentiles(latencies),
+    }
+
+
+async def idle(server, sockets_wanted, batch, hold, users):
+    tokens = make_users(server, users)
+    before = server.rss_bytes()
+    opened, failed = [], 0
+    started = time.perf_counter()
+    for start in range(0, sockets_wanted, batch):
+        results = await asyncio.gather(
+            *(open_device(server.ws_url, tokens[i % users]) for i in range(start, min(start + batch, sockets_wanted))),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                failed += 1
+            else:
+                opened.append(result)
+    open_seconds = time.perf_counter() - started
+    await asyncio.sleep(hold)
+    after = server.rss_bytes()
+    alive = sum(1 for ws in opened if ws.state == websockets.protocol.State.OPEN)
+    for ws in opened:
+        await ws.close()
+    per_socket = (after - before) / len(opened) if before and opened else None
+    return {
+        "scenario": "idle", "sockets": sockets_wanted, "opened": len(opened), "failed": failed,
+        "alive_after_hold": alive, "open_seconds": round(open_seconds, 2), "hold_seconds": hold,
+        "rss_before_mb": round(before / 2**20, 1) if before else None,
+        "rss_after_mb": round(after / 2**20, 1) if after else None,
+        "rss_per_socket_kb": round(per_socket / 1024, 1) if per_socket else None,
+    }
+
+
+async def handshakes(server, concurrency, duration, users):
+    tokens = make_users(server, users)
+    times, failures = [], 0
+    stop = time.perf_counter() + duration
+
+    async def worker(n):
+        nonlocal failures
+        while time.perf_counter() < stop:
+            began = time.perf_counter()
+            try:
+                ws = await open_device(server.ws_url, tokens[n % users], tries=1)
+                times.append(time.perf_counter() - began)
+                await ws.close()
+            except Exception:  # noqa: BLE001 - counted, the run goes on
+                failures += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "scenario": "handshakes", "concurrency": concurrency, "duration": duration, "handshakes": len(times),
+        "failures": failures, "per_second": round(len(times) / elapsed, 1), "latency_ms": percentiles(times),
+    }
+
+
+def summary(result):
+    if result["scenario"] == "fanout":
+        lat = result["latency_ms"]
+        return (f"fanout: {result['users']} users x {result['devices']} devices, {result['rate']} updates/s for "
+                f"{result['duration']} s: {result['deliveries']}/{result['deliveries_expected']} delivered "
+                f"({result['lost']} lost), {result['delivered_per_s']} deliveries/s; latency p50 {lat['p50']} ms, "
+                f"p95 {lat['p95']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
+    if result["scenario"] == "idle":
+        return (f"idle: {result['opened']}/{result['sockets']} sockets open ({result['failed']} failed), "
+                f"{result['alive_after_hold']} alive after {result['hold_seconds']} s; server RSS "
+                f"{result['rss_before_mb']} -> {result['rss_after_mb']} MB = {result['rss_per_socket_kb']} KB per socket")
+    lat = result["latency_ms"]
+    return (f"handshakes: {result['per_second']} per second with {result['concurrency']} concurrent clients "
+            f"({result['failures']} failed); latency p50 {lat['p50']} ms, p99 {lat['p99']} ms")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8000 (loopback only)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="setting for the started server")
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    p = sub.add_parser("fanout")
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--devices", type=int, default=3)
+    p.add_argument("--rate", type=float, default=1000)
+    p.add_argument("--duration", type=float, default=20)
+    p = sub.add_parser("idle")
+    p.add_argument("--sockets", type=int, default=10000)
+    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--hold", type=float, default=10)
+    p.add_argument("--users", type=int, default=50)
+    p = sub.add_parser("handshakes")
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--users", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    if args.url and not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+        parser.error("--url must be a loopback address")
+    # Bounds: every run stops by itself, in count and in time.
+    if args.scenario == "fanout" and not (args.rate * args.duration <= 200_000 and args.duration <= 300
+                                          and args.users * args.devices <= 20_000):
+        parser.error("fanout is bounded to 200,000 updates, 300 s and 20,000 sockets")
+    if args.scenario == "idle" and not (args.sockets <= 15_000 and args.hold <= 300):
+        parser.error("idle is bounded to 15,000 sockets held for 300 s")
+    if args.scenario == "handshakes" and not (args.concurrency <= 500 and args.duration <= 300):
+        parser.error("handshakes is bounded to 500 concurrent clients for 300 s")
+
+    # Many sockets need many file descriptors, in this process and in the server it starts.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    env = dict(kv.split("=", 1) for kv in args.env)
+    if args.scenario == "idle":
+        env.setdefault("WORKER_CONNECTIONS", str(args.sockets + 100))
+    with tempfile.TemporaryDirectory(prefix="emotion-bench-") as workdir, Server(args.url, env, workdir) as server:
+        if args.scenario == "fanout":
+            result = asyncio.run(fanout(server, args.users, args.devices, args.rate, args.duration))
+        elif args.scenario == "idle":
+            result = asyncio.run(idle(server, args.sockets, args.batch, args.hold, args.users))
+        else:
+            result = asyncio.run(handshakes(server, args.concurrency, args.duration, args.users))
+    result["server_env"] = env
+    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    print(json.dumps(result))
+    print(summary(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
