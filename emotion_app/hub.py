@@ -21,6 +21,23 @@ CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_TOKEN_REVOKED = 4403
 
 
+def text_frame(text):
+    """A whole, unmasked server-to-client WebSocket text frame (RFC 6455 5.2).
+
+    The same bytes serve every device: a frame without RSV1 is valid whether or not permessage-deflate
+    was negotiated (RFC 7692 6), so no per-connection encoder state is involved.
+    """
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
 class SerialSocket:
     """Wraps a connection's raw socket so that every write is whole, one at a time, and bounded in time.
 
@@ -40,7 +57,10 @@ class SerialSocket:
         with self._lock:
             try:
                 with gevent.Timeout(self._timeout):
-                    self._sock.sendall(data)
+                    # One send() usually takes a whole small frame; sendall() only for the rest.
+                    sent = self._sock.send(data)
+                    if sent < len(data):
+                        self._sock.sendall(memoryview(data)[sent:])
             except gevent.Timeout:
                 self._sock.close()
                 raise BrokenPipeError("send timed out: the peer is not reading") from None
@@ -85,10 +105,10 @@ class Connection:
         """Queue a text frame; a connection whose queue is full is too slow and is dropped."""
         self._put(text)
 
-    def push_event(self, seq, text):
-        """Queue one of the user's events (encoded once for all devices)."""
+    def push_event(self, seq, frame):
+        """Queue one of the user's events, as a ready WebSocket frame (encoded once for all devices)."""
         if not self.paused:  # a paused device fetches it from SQL when it pages on
-            self._put(("event", seq, text))
+            self._put(("event", seq, frame))
 
     def sync(self, since):
         """Replay the events after id `since`, as the device asked."""
@@ -163,14 +183,14 @@ class Connection:
             log.debug("writer of user %s stopped: %r", self.user_id, exc)
             self.abort()
 
-    def _send_event(self, seq, text):
+    def _send_event(self, seq, frame):
         if self.paused or seq <= self.last_seq:
             return  # sent already (by a replay or catch-up), or to be fetched when the device pages on
         if seq > self.last_seq + 1:
             self._replay(after_seq=self.last_seq)  # fill the gap from SQL, this event included
             if seq <= self.last_seq or self.paused:
                 return
-        self.ws.send(text)
+        self.ws.sock.send(frame)
         self.last_seq = seq
 
     def _replay(self, since=None, after_seq=None):
@@ -228,9 +248,9 @@ class Hub:
         user_id = message.get("user_id")
         if kind == "event":
             event = message["event"]
-            text = messages.emotion_update(event)  # encoded once for all devices
+            frame = text_frame(messages.emotion_update(event))  # encoded once for all devices
             for conn in self.connections(user_id):
-                conn.push_event(event["seq"], text)
+                conn.push_event(event["seq"], frame)
         elif kind == "presence":
             text = messages.presence(user_id, message["devices"], message["change"])
             for conn in self.connections(user_id):

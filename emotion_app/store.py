@@ -23,19 +23,24 @@ PRUNED_THROUGH = "events_pruned_through_id"
 
 
 def record_emotion(user_id, emotion, client_timestamp=None, client_msg_id=None):
+    """Store an emotion change for `user_id` in a request, then publish it; return (event dict, created)."""
+    # End this session's read transaction (the token check) first: its pooled connection is then free
+    # for the committer, which is what SQLite's single connection needs.
+    db.session.commit()
+    return write_event(current_app.extensions["emotion_committer"], user_id, emotion, client_timestamp, client_msg_id)
+
+
+def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_id=None):
     """Store an emotion change for `user_id`, then publish it; return (event dict, created).
 
     Concurrent calls share a transaction (see groupcommit). A `client_msg_id` the user already used
     returns the original event with created=False, storing and publishing nothing. Raises
-    ApiError(503) when the database cannot store it: nothing is then stored or announced.
+    ApiError(503) when the database cannot store it: nothing is then stored or announced. Needs no
+    app context (sockets call it without one).
     """
     try:
-        # End this session's read transaction (the token check) first: its pooled connection is then
-        # free for the committer, which is what SQLite's single connection needs.
-        db.session.commit()
-        return current_app.extensions["emotion_committer"].write(user_id, emotion, client_timestamp, client_msg_id)
+        return committer.write(user_id, emotion, client_timestamp, client_msg_id)
     except SQLAlchemyError:
-        db.session.rollback()
         log.exception("could not store an emotion event for user %s", user_id)
         raise ApiError(503, "database_unavailable", "Could not store the update, try again") from None
 

@@ -140,9 +140,8 @@ def _handle(app, conn, data):
     except messages.FrameError as exc:
         return messages.error(exc.message, code=exc.code)
     try:
-        event, created = _in_context(
-            app, store.record_emotion, int(conn.user_id), emotion, client_timestamp, client_msg_id
-        )
+        committer = app.extensions["emotion_committer"]
+        event, created = store.write_event(committer, int(conn.user_id), emotion, client_timestamp, client_msg_id)
     except ApiError as exc:
         return messages.error(exc.message, code=exc.error)
     if not created:
