@@ -249,10 +249,20 @@ async def fanout(server, users, devices, rate, duration, grace=5.0):
     }
 
 
+async def drain(ws):
+    """Read and drop what a held socket receives (presence frames), as a device would."""
+    try:
+        async for _ in ws:
+            pass
+    except websockets.exceptions.ConnectionClosed:
+        pass
+
+
 async def idle(server, sockets_wanted, batch, hold, users):
     tokens = make_users(server, users)
     before = server.rss_bytes()
     opened, failed = [], 0
+    drains = []
     started = time.perf_counter()
     for start in range(0, sockets_wanted, batch):
         results = await asyncio.gather(
@@ -264,12 +274,14 @@ async def idle(server, sockets_wanted, batch, hold, users):
                 failed += 1
             else:
                 opened.append(result)
+                drains.append(asyncio.create_task(drain(result)))
     open_seconds = time.perf_counter() - started
     await asyncio.sleep(hold)
     after = server.rss_bytes()
     alive = sum(1 for ws in opened if ws.state == websockets.protocol.State.OPEN)
-    for ws in opened:
-        await ws.close()
+    await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+    for task in drains:
+        task.cancel()
     per_socket = (after - before) / len(opened) if before and opened else None
     return {
         "scenario": "idle", "sockets": sockets_wanted, "opened": len(opened), "failed": failed,
@@ -335,7 +347,7 @@ def main(argv=None):
     p.add_argument("--sockets", type=int, default=10000)
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--hold", type=float, default=10)
-    p.add_argument("--users", type=int, default=50)
+    p.add_argument("--users", type=int, default=500, help="sockets are spread over this many users")
     p = sub.add_parser("handshakes")
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--duration", type=float, default=10)

@@ -7,9 +7,9 @@ queue fills up it is disconnected, and it reconnects and catches up from SQL.
 import logging
 import threading
 import uuid
+from collections import deque
 
 import gevent
-from gevent.queue import Full, Queue
 
 from . import messages
 
@@ -76,7 +76,8 @@ class SerialSocket:
 class Connection:
     """One open WebSocket of one user: its identity, outbound queue and writer greenlet.
 
-    The writer sends the user's events in `seq` order, each once: an event already sent is skipped, and
+    The writer greenlet exists only while there is something to send: an idle socket costs no greenlet
+    of ours, and sending stays serialised because there is never more than one writer. It sends the user's events in `seq` order, each once: an event already sent is skipped, and
     a gap (an event arrived before one published earlier elsewhere, or a missed broker message) is
     filled from SQL through `fetch` before going on. Replays (`since`) come from SQL the same way.
     """
@@ -86,7 +87,9 @@ class Connection:
         self.ws = ws
         self.user_id = str(user_id)
         self.jti = jti
-        self.queue = Queue(maxsize=queue_size)
+        self.queue = deque()
+        self._queue_size = queue_size
+        self._started = False
         self.closing = False
         self.last_seq = 0
         self.paused = False  # a capped replay waits for the device to ask for the next page
@@ -97,9 +100,14 @@ class Connection:
         self._writer = None
 
     def start(self, last_seq, since=None):
-        """Start the writer: replay the events after id `since` (if given), then send live ones."""
+        """Start sending: the events after id `since` (if given), then what is queued, then live ones.
+
+        Until then frames only queue up, so that connection_established goes first.
+        """
         self.last_seq = last_seq
-        self._writer = gevent.spawn(self._write_loop, since)
+        self._started = True
+        if since is not None or self.queue:
+            self._writer = gevent.spawn(self._write_loop, since)
 
     def push(self, text):
         """Queue a text frame; a connection whose queue is full is too slow and is dropped."""
@@ -114,26 +122,24 @@ class Connection:
         """Replay the events after id `since`, as the device asked."""
         self._put(("sync", since))
 
-    def _put(self, item):
+    def _put(self, item, final=False):
         if self.closing:
             return
-        try:
-            self.queue.put_nowait(item)
-        except Full:
-            log.warning("dropping a slow socket of user %s: %d frames waiting", self.user_id, self.queue.qsize())
+        if len(self.queue) >= self._queue_size:
+            log.warning("dropping a slow socket of user %s: %d frames waiting", self.user_id, len(self.queue))
             self.abort()
+            return
+        self.queue.append(item)
+        self.closing = final
+        # gevent switches only where code waits, so this check-and-spawn cannot race the writer's exit.
+        if self._writer is None and self._started:
+            self._writer = gevent.spawn(self._write_loop, None)
 
     def close(self, code, reason, error=None):
         """Send an optional error frame, then a close frame with `code`, after what is already queued."""
         if error:
             self.push(error)
-        if self.closing:
-            return
-        self.closing = True
-        try:
-            self.queue.put_nowait(("close", code, reason))
-        except Full:
-            self.abort()
+        self._put(("close", code, reason), final=True)
 
     def abort(self):
         """Cut the connection at once, without a close handshake (the peer is not reading anyway)."""
@@ -159,8 +165,8 @@ class Connection:
         try:
             if since is not None:
                 self._replay(since=since)
-            while True:
-                item = self.queue.get()
+            while self.queue:
+                item = self.queue.popleft()
                 if isinstance(item, str):
                     self.ws.send(item)
                 elif item[0] == "event":
@@ -171,6 +177,7 @@ class Connection:
                     self.ws.close(reason=item[1], message=item[2])
                     self.ws.event.set()  # wake the receive loop: the socket is closed
                     return
+            self._writer = None  # all sent; the next frame starts a new writer
         except ReplayFailed:
             log.warning("could not load missed events for user %s; closing so the device resumes", self.user_id)
             try:
