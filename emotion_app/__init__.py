@@ -160,8 +160,9 @@ def start_delivery(app):
     app.extensions["emotion_hub"] = hub
     app.extensions["emotion_broker"] = broker
 
-    def publish(event):
-        broker.publish({"kind": "event", "user_id": event["user_id"], "event": event})
+    def publish(events):
+        if events:
+            broker.publish_many([{"kind": "event", "user_id": e["user_id"], "event": e} for e in events])
 
     with app.app_context():  # the engine object only; nothing connects yet
         app.extensions["emotion_committer"] = GroupCommitter(db.engine, publish)

@@ -53,6 +53,7 @@ class GroupCommitter:
     """Writes emotion events in shared transactions; `write` blocks its caller until its row is committed."""
 
     def __init__(self, engine, publish, max_batch=MAX_BATCH):
+        """`publish(events)` announces a list of committed events, in order."""
         self._engine = engine
         self._publish = publish
         self._max_batch = max_batch
@@ -108,10 +109,7 @@ class GroupCommitter:
                 item.result, item.error = None, exc
             return
         # Announced only once committed, in commit order, so devices rarely see a seq out of order.
-        for item in ordered:
-            event, created = item.result
-            if created:
-                self._publish(event)
+        self._publish([item.result[0] for item in ordered if item.result[1]])
 
     @staticmethod
     def _write_one(conn, item):

@@ -54,12 +54,17 @@ class Broker:
 
     def publish(self, message):
         """Deliver `message` here, then hand it to the backend for the other processes."""
-        data = encode(message)
-        self._deliver(data)
-        self._send(data)
+        self.publish_many([message])
 
-    def _send(self, data):
-        """Carry `data` to other processes (nothing to do for a single-process backend)."""
+    def publish_many(self, messages):
+        """Publish several messages in order (one round trip to a shared backend)."""
+        batch = [encode(message) for message in messages]
+        for data in batch:
+            self._deliver(data)
+        self._send(batch)
+
+    def _send(self, batch):
+        """Carry encoded messages to other processes (nothing to do for a single-process backend)."""
 
     def _deliver(self, data):
         if self._handler is None:

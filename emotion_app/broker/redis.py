@@ -128,12 +128,18 @@ class RedisBroker(Broker):
             pipe.expire(key, int(PRESENCE_TTL) + 1)
         pipe.execute()
 
-    def _send(self, data):
+    def _send(self, batch):
         try:
-            self._redis().publish(self.channel, f"{self.origin} {data}")
+            if len(batch) == 1:
+                self._redis().publish(self.channel, f"{self.origin} {batch[0]}")
+                return
+            pipe = self._redis().pipeline(transaction=False)
+            for data in batch:
+                pipe.publish(self.channel, f"{self.origin} {data}")
+            pipe.execute()
         except redis.RedisError as exc:
-            # Stored and delivered here already; other processes miss it until Redis is back, and
-            # their devices recover it from SQL.
+            # Stored and delivered here already; devices elsewhere notice the gap in their user's
+            # seq with the next event and fetch what they missed from SQL, or resume with since.
             log.warning("could not publish to redis: %s", exc)
 
     def _listen_forever(self):
