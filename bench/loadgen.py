@@ -19,7 +19,6 @@ import json
 import os
 import resource
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,7 +66,7 @@ class Server:
                     return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("server exited; see " + self.log.name)
+                    raise RuntimeError("server exited; see " + self.log.name) from None
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
@@ -188,7 +187,6 @@ async def fanout(server, users, devices, rate, duration, grace=5.0):
     sent_at = {}
     latencies = []
     received = 0
-    done = asyncio.Event()
 
     marker = '"client_msg_id":"'
 
@@ -235,7 +233,6 @@ async def fanout(server, users, devices, rate, duration, grace=5.0):
     deadline = time.perf_counter() + grace
     while received < expected and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - started
     for group in sockets:
         for ws in group:
             await ws.close()

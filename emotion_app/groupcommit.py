@@ -12,7 +12,6 @@ import threading
 import time
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from .models import EmotionEvent, User, event_payload
 from .timeutil import utcnow
@@ -62,7 +61,7 @@ class GroupCommitter:
         self._leading = False
 
     def write(self, user_id, emotion, client_timestamp=None, client_msg_id=None):
-        """Store one event; return (event dict, created). Raises SQLAlchemyError if the batch failed."""
+        """Store one event; return (event dict, created). Raises what made its batch fail (SQLAlchemyError)."""
         item = Pending(user_id, emotion, client_timestamp, client_msg_id)
         with self._lock:
             self._pending.append(item)
@@ -104,7 +103,7 @@ class GroupCommitter:
             with self._engine.begin() as conn:
                 for item in ordered:
                     item.result = self._write_one(conn, item)
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # noqa: BLE001 - every waiting caller must get an outcome
             for item in batch:
                 item.result, item.error = None, exc
             return

@@ -13,7 +13,6 @@ from emotion_app import create_app, store
 from emotion_app.extensions import db
 from emotion_app.models import EmotionEvent
 from tests.conftest import TEST_SECRETS, recv_json
-from tests.test_scale import drain_updates
 from tests.test_ws import assert_quiet
 
 
