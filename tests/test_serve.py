@@ -1,5 +1,6 @@
 """The README's serve command, run for real: migrations applied, gunicorn serving, login over HTTP."""
 import subprocess
+import sys
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -80,3 +81,32 @@ def test_serve_command_with_postgres_and_redis_runs_a_worker_per_core(tmp_path, 
         server.stop()
         with postgres_server.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_runtime_requirements_alone_are_enough_to_serve(tmp_path):
+    # The test environment has more installed (pytest and friends) than requirements.txt gives a
+    # server: build a venv from requirements.txt alone and serve from it.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-r", str(ROOT / "requirements.txt")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    db_path = tmp_path / "alone.db"
+    env = {"DATABASE_URL": f"sqlite:///{db_path}"}
+    migrate = subprocess.run(
+        [str(venv / "bin" / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT, env=server_env(**env), capture_output=True, text=True, timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    server = LiveServer(tmp_path, command=[str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], **env)
+    server.start()
+    try:
+        assert server.login()["token_type"] == "Bearer"
+        ws, first = server.device(server.login()["access_token"])
+        assert first["type"] == "connection_established"
+        ws.close()
+    finally:
+        server.stop()
