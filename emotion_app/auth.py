@@ -7,7 +7,6 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
-    current_user,
     get_jwt,
     jwt_required,
 )
@@ -113,15 +112,17 @@ def logout():
 @jwt_required()
 def me():
     """The user the access token belongs to."""
-    return jsonify(current_user.to_dict())
+    user = db.session.get(User, int(get_jwt()["sub"]))
+    if user is None:
+        raise ApiError(401, "unknown_user", "The token's user no longer exists")
+    return jsonify(user.to_dict())
 
 
 def register_jwt_callbacks(app):
     """Wire flask-jwt-extended's look-ups and turn each token failure into a precise JSON 401."""
 
-    @jwt.user_lookup_loader
-    def load_user(_header, payload):
-        return db.session.get(User, int(payload["sub"]))
+    # No user_lookup_loader: flask-jwt-extended would then load the user on every authenticated request
+    # (every socket handshake included); the endpoints that need the row read it themselves.
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload):
@@ -150,10 +151,6 @@ def register_jwt_callbacks(app):
     @jwt.revoked_token_loader
     def revoked_token(_header, _payload):
         return error_response(401, "token_revoked", "Token has been revoked: log in again")
-
-    @jwt.user_lookup_error_loader
-    def unknown_user(_header, _payload):
-        return error_response(401, "unknown_user", "The token's user no longer exists")
 
     # Registered after JWTManager.init_app, so it replaces the library's generic handler.
     @app.errorhandler(WrongTokenError)

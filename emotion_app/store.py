@@ -54,9 +54,19 @@ def current_emotion(user_id):
 
 
 def user_state(user_id):
-    """What a device needs to be in sync at once: the latest event (or None) and the user's last seq."""
-    last_seq = db.session.scalar(select(User.last_seq).where(User.id == user_id)) or 0
-    return current_emotion(user_id), last_seq
+    """What a device needs to be in sync at once: the latest event (or None) and the user's last seq.
+
+    One query: the latest event is the one whose seq is the user's last_seq (seqs have no gaps, and
+    pruning removes a user's oldest events first, so if it is gone, so are all the others).
+    """
+    row = db.session.execute(
+        select(User.last_seq, EmotionEvent)
+        .outerjoin(EmotionEvent, (EmotionEvent.user_id == User.id) & (EmotionEvent.seq == User.last_seq))
+        .where(User.id == user_id)
+    ).first()
+    if row is None:
+        return None, 0
+    return (row[1].to_dict() if row[1] is not None else None), row[0]
 
 
 def history(user_id, limit, before=None):

@@ -178,3 +178,17 @@ def test_expired_token_is_refused(make_app):
     response = client.get("/api/auth/me", headers=Auth.bearer(tokens["access_token"]))
     assert response.status_code == 401
     assert response.get_json()["error"] == "token_expired"
+
+
+def test_me_for_a_deleted_user(app, client, auth):
+    import sqlalchemy as sa
+
+    from emotion_app.extensions import db
+    from emotion_app.models import User
+
+    tokens = auth.login()
+    with app.app_context():
+        db.session.execute(sa.delete(User).where(User.id == int(tokens["user"]["id"])))
+        db.session.commit()
+    response = client.get("/api/auth/me", headers=Auth.bearer(tokens["access_token"]))
+    assert response.status_code == 401 and response.get_json()["error"] == "unknown_user"
