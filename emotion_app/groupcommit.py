@@ -10,6 +10,7 @@ concurrent batches (other workers, other hosts) cannot deadlock on PostgreSQL.
 """
 import threading
 import time
+from types import SimpleNamespace
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -127,16 +128,5 @@ class GroupCommitter:
             "client_msg_id": item.client_msg_id,
         }
         row["id"] = conn.execute(INSERT_EVENT, row).scalar_one()
-        return event_payload(_Row(row)), True
+        return event_payload(SimpleNamespace(**row)), True
 
-
-class _Row:
-    """Attribute access to a dict, for event_payload."""
-
-    __slots__ = ("_d",)
-
-    def __init__(self, d):
-        self._d = d
-
-    def __getattr__(self, name):
-        return self._d[name]

@@ -1,8 +1,9 @@
 """This process's open sockets by user, each with a bounded outbound queue and its own writer.
 
-The hub never blocks: delivering puts a ready-made frame on each connection's queue. One writer greenlet
-per connection does the sending, so a device that stops reading only ever delays itself; when its
-queue fills up it is disconnected, and it reconnects and catches up from SQL.
+The hub never blocks: delivering puts a ready-made frame on each connection's queue. At most one writer
+greenlet per connection (started when there is something to send) does the sending, so a device that
+stops reading only ever delays itself; when its queue fills up it is disconnected, and it reconnects
+and catches up from SQL.
 """
 import logging
 import threading

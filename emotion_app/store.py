@@ -47,10 +47,7 @@ def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_i
 
 def current_emotion(user_id):
     """Return the user's latest event as a dict, or None when they have none."""
-    event = db.session.scalars(
-        select(EmotionEvent).where(EmotionEvent.user_id == user_id).order_by(EmotionEvent.id.desc()).limit(1)
-    ).first()
-    return event.to_dict() if event else None
+    return user_state(user_id)[0]
 
 
 def user_state(user_id):
