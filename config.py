@@ -4,6 +4,7 @@ Every variable is documented once, in the README's configuration table. `setting
 of the environment so that the app factory, gunicorn.conf.py and the tests all read it the same way.
 """
 import os
+import re
 from datetime import timedelta
 
 BASE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +23,9 @@ VARIABLES = (
     "WS_MAX_MESSAGE_BYTES", "WS_PING_INTERVAL", "WS_SEND_QUEUE", "WS_SEND_TIMEOUT", "WS_COMPRESSION",
     "HISTORY_MAX_LIMIT", "LOG_LEVEL", "REDIS_URL", "BROKER_PREFIX", "DB_POOL_SIZE", "DB_MAX_OVERFLOW",
     "DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT", "REPLAY_LIMIT", "RETENTION_DAYS",
+    "JWT_ISSUER", "JWT_AUDIENCE", "WS_TICKET_TTL", "ALLOWED_ORIGINS", "TRUSTED_PROXIES",
+    "RATE_LIMIT_AUTH", "RATE_LIMIT_LOGIN_FAILURES", "RATE_LIMIT_HANDSHAKE", "WS_MAX_SOCKETS_PER_USER",
+    "WS_MAX_SOCKETS", "WS_FRAME_RATE", "WS_FRAME_BURST",
 )
 
 
@@ -63,6 +67,29 @@ def _bool(env, name, default):
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _rate_limit(env, name, default):
+    """A Flask-Limiter rate such as "30 per minute" or "10/second;100/hour"; "off" (or 0) turns it off."""
+    raw = (env.get(name) or default).strip()
+    if raw.lower() in ("off", "0", "none"):
+        return None
+    from limits import parse_many  # the parser Flask-Limiter itself uses
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate such as '30 per minute' or '10/second;100/hour', or 'off'; got {raw!r}") from None
+    return raw
+
+
+def _origins(env):
+    raw = env.get("ALLOWED_ORIGINS") or ""
+    origins = [o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip()]
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(f"ALLOWED_ORIGINS: {origin!r} is not an origin such as https://app.example.com (or *)")
+    return tuple(origins)
+
+
 def _emotions(env):
     raw = env.get("EMOTIONS") or DEFAULT_EMOTIONS
     words = [w.strip().lower() for w in raw.split(",") if w.strip()]
@@ -80,6 +107,7 @@ def settings(env=None):
     if app_env not in ("development", "production"):
         raise ConfigError(f"APP_ENV must be 'development' or 'production', got {app_env!r}")
     access_ttl = _int(env, "ACCESS_TOKEN_TTL", 900, minimum=1)
+    worker_connections = _int(env, "WORKER_CONNECTIONS", 1000, minimum=1)
     refresh_ttl = _int(env, "REFRESH_TOKEN_TTL", 30 * 24 * 3600, minimum=1)
     return {
         "APP_ENV": app_env,
@@ -107,6 +135,20 @@ def settings(env=None):
         "REPLAY_LIMIT": _int(env, "REPLAY_LIMIT", 500, minimum=1),
         # 0 keeps events forever.
         "RETENTION_DAYS": _float(env, "RETENTION_DAYS", 0.0),
+        "JWT_ISSUER": env.get("JWT_ISSUER") or "emotion_app",
+        "JWT_AUDIENCE": env.get("JWT_AUDIENCE") or "emotion_app",
+        "WS_TICKET_TTL": _int(env, "WS_TICKET_TTL", 30, minimum=1),
+        # Browser origins allowed besides the service's own (sockets and CORS); "*" allows any.
+        "ALLOWED_ORIGINS": _origins(env),
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        "RATE_LIMIT_AUTH": _rate_limit(env, "RATE_LIMIT_AUTH", "30 per minute"),
+        "RATE_LIMIT_LOGIN_FAILURES": _rate_limit(env, "RATE_LIMIT_LOGIN_FAILURES", "10 per minute"),
+        "RATE_LIMIT_HANDSHAKE": _rate_limit(env, "RATE_LIMIT_HANDSHAKE", "120 per minute"),
+        "WS_MAX_SOCKETS_PER_USER": _int(env, "WS_MAX_SOCKETS_PER_USER", 20),
+        # Leave a tenth of the worker's connections for HTTP, so sockets alone cannot lock out logins.
+        "WS_MAX_SOCKETS": _int(env, "WS_MAX_SOCKETS", max(1, worker_connections * 9 // 10)),
+        "WS_FRAME_RATE": _float(env, "WS_FRAME_RATE", 10.0),
+        "WS_FRAME_BURST": _int(env, "WS_FRAME_BURST", 20, minimum=1),
     }
 
 

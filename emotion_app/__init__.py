@@ -10,13 +10,15 @@ from sqlalchemy.pool import QueuePool
 
 import config
 
-from . import auth, devices, emotions, health, pages, ws
+from . import auth, devices, emotions, health, pages, tickets, ws
 from .commands import prune_command
 from .broker import create_broker
 from .errors import register_error_handlers
 from .extensions import db, jwt, migrate, sock
 from .groupcommit import GroupCommitter
 from .hub import Hub
+from .ratelimit import configure_rate_limits
+from .security import configure_security
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ def create_app(overrides=None):
     configure_jwt(app)
     configure_database(app)
     configure_websocket(app)
+    configure_security(app)
+    configure_rate_limits(app)
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -43,6 +47,7 @@ def create_app(overrides=None):
     app.register_blueprint(auth.bp)
     app.register_blueprint(emotions.bp)
     app.register_blueprint(devices.bp)
+    app.register_blueprint(tickets.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
@@ -90,12 +95,17 @@ def load_secrets(app):
 
 
 def configure_jwt(app):
-    """Pin the token format: HS256 only, access tokens as Bearer header (and ?token= on the socket)."""
+    """Pin the token format: HS256 only, our issuer and audience, access tokens as Bearer header (and
+    ?token= on the socket)."""
     app.config.update(
         JWT_TOKEN_LOCATION=["headers"],
         JWT_QUERY_STRING_NAME="token",
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_ENCODE_ISSUER=app.config["JWT_ISSUER"],
+        JWT_DECODE_ISSUER=app.config["JWT_ISSUER"],
+        JWT_ENCODE_AUDIENCE=app.config["JWT_AUDIENCE"],
+        JWT_DECODE_AUDIENCE=app.config["JWT_AUDIENCE"],
         # Tokens travel in headers, never cookies: no CSRF double-submit claim needed.
         JWT_COOKIE_CSRF_PROTECT=False,
     )

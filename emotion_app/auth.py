@@ -1,9 +1,15 @@
-"""`/api/auth`: register, login, refresh, logout, me; and the JWT callbacks that make every token
-failure a JSON 401."""
+"""`/api/auth`: register, login, refresh, logout, password change, me; and the JWT callbacks that make
+every token failure a JSON 401.
+
+A login starts a session: its refresh token's id (`jti`) is the session id (`sid`) every access token of
+that login carries, so revoking the session id (logout with either token) revokes them all. Tokens also
+carry the user's token version (`ver`); a password change raises it, revoking every earlier token.
+"""
 import re
+import uuid
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
@@ -11,7 +17,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 from flask_jwt_extended.exceptions import WrongTokenError
-from sqlalchemy import select
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .errors import ApiError, error_response
@@ -19,6 +25,7 @@ from .extensions import db, jwt
 from .http import invalid_fields, json_object
 from .models import RevokedToken, User
 from .passwords import check_password, hash_password
+from .ratelimit import auth_per_address, login_failures_per_username
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -43,11 +50,19 @@ def _credentials(body, check_rules):
     return username, password
 
 
+def _access_token(user_id, sid, version):
+    return create_access_token(identity=str(user_id), additional_claims={"sid": sid, "ver": version})
+
+
 def _token_response(user):
+    """A new session for `user`: a refresh token (its jti is the session id) and an access token."""
     ttl = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    sid = str(uuid.uuid4())
     return {
-        "access_token": create_access_token(identity=str(user.id)),
-        "refresh_token": create_refresh_token(identity=str(user.id)),
+        "access_token": _access_token(user.id, sid, user.token_version),
+        "refresh_token": create_refresh_token(
+            identity=str(user.id), additional_claims={"jti": sid, "sid": sid, "ver": user.token_version}
+        ),
         "token_type": "Bearer",
         "expires_in": int(ttl.total_seconds()),
         "user": user.to_dict(),
@@ -55,6 +70,7 @@ def _token_response(user):
 
 
 @bp.post("/register")
+@auth_per_address
 def register():
     """Create an account: 201 with the user, 409 when the name is taken (case-insensitively)."""
     username, password = _credentials(json_object(), check_rules=True)
@@ -70,6 +86,8 @@ def register():
 
 
 @bp.post("/login")
+@auth_per_address
+@login_failures_per_username
 def login():
     """Exchange username and password for an access and a refresh token."""
     username, password = _credentials(json_object(), check_rules=False)
@@ -86,26 +104,69 @@ def login():
 def refresh():
     """Exchange a refresh token for a new access token."""
     ttl = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
-    token = create_access_token(identity=get_jwt()["sub"])
+    claims = get_jwt()
+    token = _access_token(claims["sub"], claims.get("sid") or claims["jti"], claims.get("ver", 0))
     return jsonify({"access_token": token, "token_type": "Bearer", "expires_in": int(ttl.total_seconds())})
 
 
 @bp.post("/logout")
 @jwt_required(verify_type=False)
 def logout():
-    """Revoke the presented token (access or refresh) for good, and close the sockets opened with it."""
+    """End the session of the presented token (access or refresh): both tokens of the login are revoked
+    for good, and the sockets opened with them close."""
     claims = get_jwt()
-    db.session.add(
-        RevokedToken(
-            jti=claims["jti"],
-            user_id=int(claims["sub"]),
-            token_type=claims["type"],
-            expires_at=datetime.fromtimestamp(claims["exp"], timezone.utc),
-        )
+    sid = claims.get("sid") or claims["jti"]
+    user_id = int(claims["sub"])
+    session_ends = datetime.now(timezone.utc) + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    _revoke(claims["jti"], user_id, claims["type"], datetime.fromtimestamp(claims["exp"], timezone.utc))
+    if sid != claims["jti"]:
+        _revoke(sid, user_id, "session", session_ends)
+    current_app.extensions["emotion_broker"].publish(
+        {"kind": "revoke", "user_id": claims["sub"], "jti": claims["jti"], "sid": sid}
+    )
+    return jsonify({"revoked": True, "token_type": claims["type"]})
+
+
+def _revoke(jti, user_id, token_type, expires_at):
+    db.session.add(RevokedToken(jti=jti, user_id=user_id, token_type=token_type, expires_at=expires_at))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # revoked already (two logouts of one session at once)
+
+
+@bp.post("/password")
+@auth_per_address
+@jwt_required()
+def change_password():
+    """Change the password: every token of the user is revoked and their sockets close; the answer is a
+    new session for this device, like a login."""
+    body = json_object()
+    current, new = body.get("current_password"), body.get("new_password")
+    problems = {}
+    if not isinstance(current, str) or not current:
+        problems["current_password"] = "Field 'current_password' is required and must be a string"
+    if not isinstance(new, str) or not PASSWORD_MIN <= len(new) <= PASSWORD_MAX:
+        problems["new_password"] = f"Field 'new_password' must be a string of {PASSWORD_MIN}-{PASSWORD_MAX} characters"
+    if problems:
+        invalid_fields(problems)
+    user_id = int(get_jwt()["sub"])
+    user = db.session.get(User, user_id)
+    db.session.commit()  # hashing is slow: no transaction (and pooled connection) held meanwhile
+    if user is None:
+        raise ApiError(401, "unknown_user", "The token's user no longer exists")
+    if not check_password(user.password_hash, current):
+        raise ApiError(403, "invalid_credentials", "The current password is not correct", field="current_password")
+    pw_hash = hash_password(new)
+    db.session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(password_hash=pw_hash, token_version=User.token_version + 1)
     )
     db.session.commit()
-    current_app.extensions["emotion_broker"].publish({"kind": "revoke", "user_id": claims["sub"], "jti": claims["jti"]})
-    return jsonify({"revoked": True, "token_type": claims["type"]})
+    db.session.refresh(user)
+    current_app.extensions["emotion_broker"].publish({"kind": "revoke", "user_id": str(user_id), "all": True})
+    return jsonify(_token_response(user))
 
 
 @bp.get("/me")
@@ -118,6 +179,22 @@ def me():
     return jsonify(user.to_dict())
 
 
+def revocation(claims):
+    """Why the token may no longer be used, as (error code, message); None while it may."""
+    # One query: the user's token version, and whether the token or its session was revoked.
+    ids = {claims["jti"], claims.get("sid") or claims["jti"]}
+    row = db.session.execute(
+        select(User.token_version, exists().where(RevokedToken.jti.in_(ids))).where(User.id == int(claims["sub"]))
+    ).first()
+    if row is None:
+        return "unknown_user", "The token's user no longer exists"
+    if row[1]:
+        return "token_revoked", "Token has been revoked: log in again"
+    if (claims.get("ver") or 0) < row[0]:
+        return "token_revoked", "Token was revoked by a password change: log in with the new password"
+    return None
+
+
 def register_jwt_callbacks(app):
     """Wire flask-jwt-extended's look-ups and turn each token failure into a precise JSON 401."""
 
@@ -126,7 +203,8 @@ def register_jwt_callbacks(app):
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload):
-        return db.session.get(RevokedToken, payload["jti"]) is not None
+        g.revocation = revocation(payload)
+        return g.revocation is not None
 
     @jwt.unauthorized_loader
     def missing_token(_reason):
@@ -150,7 +228,7 @@ def register_jwt_callbacks(app):
 
     @jwt.revoked_token_loader
     def revoked_token(_header, _payload):
-        return error_response(401, "token_revoked", "Token has been revoked: log in again")
+        return error_response(401, *g.revocation)
 
     # Registered after JWTManager.init_app, so it replaces the library's generic handler.
     @app.errorhandler(WrongTokenError)

@@ -6,6 +6,8 @@
 (`fields` for validation, `retry_after` for rate limits).
 """
 import logging
+import math
+import time
 
 from flask import jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -13,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from .extensions import db
+from .extensions import db, limiter
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,14 @@ HTTP_CODES = {
 }
 
 
+def retry_after():
+    """Seconds until the rate limit that refused the current request lets it through (at least 1)."""
+    current = limiter.current_limit
+    if current is None:
+        return 1
+    return max(1, math.ceil(current.reset_at - time.time()))
+
+
 def register_error_handlers(app):
     """Render every error, ours and Werkzeug's, as the JSON shape; never an HTML page or a traceback."""
 
@@ -71,9 +81,15 @@ def register_error_handlers(app):
     def handle_http_exception(exc):
         status = exc.code or 500
         message = exc.description or exc.name
+        extra = {}
         if status == 413:
             message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        response = error_response(status, HTTP_CODES.get(status, "http_error"), message)
+        if status == 429:
+            extra["retry_after"] = retry_after()
+            message = f"Too many requests ({exc.description}): try again in {extra['retry_after']} s"
+        response = error_response(status, HTTP_CODES.get(status, "http_error"), message, **extra)
+        if status == 429:
+            response.headers["Retry-After"] = str(extra["retry_after"])
         if status == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response

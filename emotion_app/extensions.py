@@ -1,5 +1,7 @@
 """Extension singletons, created unbound here and bound to an app in `create_app`."""
 from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
@@ -20,3 +22,5 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING), session_options={"e
 migrate = Migrate()
 jwt = JWTManager()
 sock = Sock()
+# Limits are declared per route (see ratelimit.py); storage and options come from the app's config.
+limiter = Limiter(key_func=get_remote_address)

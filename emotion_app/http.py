@@ -1,19 +1,32 @@
 """Reading JSON request bodies with precise errors."""
-from flask import request
+from flask import g, request
 
 from .errors import ApiError
+from .messages import FrameError, loads
 
 
 def json_object():
     """Return the request body as a dict, or raise the 415/400 error that says what is wrong with it."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "malformed_json", "Request body is not valid JSON")
-    if not isinstance(body, dict):
+    if "json_body" not in g:
+        try:
+            g.json_body = loads(request.get_data())
+        except FrameError as exc:
+            raise ApiError(400, exc.code, exc.message) from None
+        except ValueError:
+            raise ApiError(400, "malformed_json", "Request body is not valid JSON") from None
+    if not isinstance(g.json_body, dict):
         raise ApiError(400, "malformed_json", "Request body must be a JSON object")
-    return body
+    return g.json_body
+
+
+def json_object_or_none():
+    """The request body as a dict, or None whatever is wrong with it (for code that must not fail)."""
+    try:
+        return json_object()
+    except ApiError:
+        return None
 
 
 def invalid_fields(problems):

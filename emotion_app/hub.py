@@ -17,6 +17,7 @@ from . import messages
 log = logging.getLogger(__name__)
 
 # Close codes sent to devices.
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_TOKEN_REVOKED = 4403
@@ -83,11 +84,12 @@ class Connection:
     filled from SQL through `fetch` before going on. Replays (`since`) come from SQL the same way.
     """
 
-    def __init__(self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit):
+    def __init__(self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit, sid=None):
         self.id = uuid.uuid4().hex[:16]
         self.ws = ws
         self.user_id = str(user_id)
         self.jti = jti
+        self.sid = sid  # the login session the token belongs to
         self.queue = deque()
         self._queue_size = queue_size
         self._started = False
@@ -251,7 +253,7 @@ class Hub:
         return sum(len(conns) for conns in self._by_user.values())
 
     def dispatch(self, message):
-        """Act on one broker message: push an event, or close the sockets of a revoked token."""
+        """Act on one broker message: push an event or a presence change, or close revoked sockets."""
         kind = message.get("kind")
         user_id = message.get("user_id")
         if kind == "event":
@@ -265,9 +267,14 @@ class Hub:
                 if conn.id != message.get("member"):  # the device itself knows
                     conn.push(text)
         elif kind == "revoke":
+            # One token (logout), one login session (logout, either token), or all of the user's (password change).
             error = messages.error("Token has been revoked: log in again", code="token_revoked")
             for conn in self.connections(user_id):
-                if conn.jti == message.get("jti"):
+                if (
+                    message.get("all")
+                    or conn.jti == message.get("jti")
+                    or (conn.sid is not None and conn.sid == message.get("sid"))
+                ):
                     conn.close(CLOSE_TOKEN_REVOKED, "Token revoked", error=error)
         else:
             log.warning("ignoring a broker message of unknown kind %r", kind)

@@ -5,6 +5,8 @@ from .timeutil import isoformat, parse_client_timestamp, utcnow
 
 CLIENT_TYPES = ("emotion_update", "ping", "sync")
 WELCOME = "Connected to emotion detection WebSocket server"
+# Our messages are flat; deeper JSON is refused before it can cost stack or memory.
+MAX_DEPTH = 8
 
 
 class FrameError(Exception):
@@ -17,12 +19,38 @@ class FrameError(Exception):
         self.field = field
 
 
+def loads(data):
+    """Decode JSON text (str or bytes) nested at most MAX_DEPTH deep; raise ValueError or FrameError(too_deep)."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        value = None  # deeper than the interpreter's stack allows: far too deep
+    else:
+        # Counting brackets is cheap and bounds the depth from above: most bodies skip the walk.
+        brackets = data.count(b"[" if isinstance(data, bytes) else "[") + data.count(b"{" if isinstance(data, bytes) else "{")
+        if brackets <= MAX_DEPTH or _depth(value) <= MAX_DEPTH:
+            return value
+    raise FrameError("too_deep", f"JSON is nested too deeply: at most {MAX_DEPTH} levels of objects and arrays")
+
+
+def _depth(value):
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_frame(data):
     """Decode one client frame into a dict with a known `type`, or raise FrameError."""
     if not isinstance(data, str):
         raise FrameError("binary_not_supported", "Binary frames are not supported: send JSON as text frames")
     try:
-        frame = json.loads(data)
+        frame = loads(data)
     except ValueError:
         frame = None
     if not isinstance(frame, dict):

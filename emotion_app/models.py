@@ -38,6 +38,8 @@ class User(db.Model):
     # The `seq` of the user's latest event. Incrementing it locks the user's row, which orders the
     # user's concurrent writes: their ids and seqs then grow in commit order.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Tokens carry the version they were issued under; raising it (password change) revokes them all.
+    token_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     def to_dict(self):
         """The public view of a user."""

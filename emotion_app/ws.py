@@ -13,10 +13,13 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import messages, store
+from . import messages, store, tickets
+from .auth import revocation
 from .errors import ApiError
 from .extensions import db, sock
-from .hub import CLOSE_INTERNAL_ERROR, CLOSE_TOKEN_EXPIRED, Connection
+from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
+from .ratelimit import FrameLimiter, handshakes_per_address
+from .security import origin_allowed
 
 log = logging.getLogger(__name__)
 
@@ -25,24 +28,70 @@ bp = Blueprint("ws", __name__)
 
 @bp.before_request
 def authenticate():
-    """Refuse the upgrade with a JSON 401 unless a valid access token came as ?token= or Bearer header."""
-    verify_jwt_in_request(locations=["headers", "query_string"])
-    claims = get_jwt()
+    """Refuse the upgrade with a JSON error, before any handshake, unless the request may have a socket.
+
+    In order: another site's page (403), a bad ticket or token (401), a bad `since` (400), a full
+    worker (503), a user with too many sockets (429). The handshake rate per address is checked before
+    all of these (ratelimit.py).
+    """
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin):
+        raise ApiError(
+            403, "origin_not_allowed", f"Origin {origin[:100]!r} may not open sockets here (see ALLOWED_ORIGINS)"
+        )
+    claims = _ticket_claims() if "ticket" in request.args else _token_claims()
     g.ws_user_id = int(claims["sub"])
-    g.ws_jti = claims["jti"]
-    g.ws_expires_at = claims["exp"]
+    g.ws_jti, g.ws_sid, g.ws_expires_at = claims["jti"], claims.get("sid"), claims["exp"]
     g.ws_since = None
     if "since" in request.args:
         try:
             g.ws_since = messages.parse_since(request.args["since"])
         except messages.FrameError as exc:
             raise ApiError(400, exc.code, exc.message, field="since") from None
+    _check_capacity(g.ws_user_id)
     if not current_app.config["WS_COMPRESSION"]:
         # simple-websocket accepts permessage-deflate whenever a client offers it; hiding the offer
         # saves the two zlib streams each compressed socket keeps.
         request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     # The token check used a pooled database connection; hand it back before the socket lives on.
     db.session.remove()
+
+
+def _token_claims():
+    verify_jwt_in_request(locations=["headers", "query_string"])
+    return get_jwt()
+
+
+def _ticket_claims():
+    claims = tickets.redeem(request.args["ticket"])
+    if "Authorization" in request.headers:
+        # A ticket is its user's alone: presented beside another user's token, it is refused.
+        verify_jwt_in_request(locations=["headers"])
+        if get_jwt()["sub"] != claims["sub"]:
+            raise ApiError(401, "invalid_ticket", "This ticket belongs to another user")
+    revoked = revocation(claims)
+    if revoked:
+        raise ApiError(401, *revoked)
+    return claims
+
+
+def _check_capacity(user_id):
+    config = current_app.config
+    hub = current_app.extensions["emotion_hub"]
+    if hub.count() >= config["WS_MAX_SOCKETS"]:
+        log.warning("refusing a socket: this worker holds %d (WS_MAX_SOCKETS)", hub.count())
+        raise ApiError(503, "server_full", "This server holds all the sockets it can: try again shortly", retry_after=5)
+    limit = config["WS_MAX_SOCKETS_PER_USER"]
+    if limit and (current_app.extensions["emotion_broker"].presence_count(user_id) or 0) >= limit:
+        raise ApiError(
+            429,
+            "too_many_sockets",
+            f"This user has {limit} sockets open already (the most allowed): close one first",
+            retry_after=5,
+        )
+
+
+handshakes_per_address(bp)
 
 
 @sock.route("/api/ws", bp=bp)
@@ -60,6 +109,7 @@ def emotion_socket(ws):
         app.config["WS_SEND_TIMEOUT"],
         fetch=lambda limit, **after: _in_context(app, store.events_after, user_id, limit, **after),
         replay_limit=app.config["REPLAY_LIMIT"],
+        sid=g.ws_sid,
     )
     broker.start()  # this process's listener, on its first socket
     # Attach before reading the state: an event committed after the read is then queued, and one
@@ -112,6 +162,8 @@ def _too_old(since):
 
 
 def _receive_loop(app, ws, conn, expires_at):
+    rate = app.config["WS_FRAME_RATE"]
+    frames = FrameLimiter(rate, app.config["WS_FRAME_BURST"])
     while not conn.closing:
         remaining = expires_at - time.time()
         if remaining <= 0:
@@ -122,10 +174,23 @@ def _receive_loop(app, ws, conn, expires_at):
             )
             return
         data = ws.receive(timeout=remaining)
-        if data is not None and not conn.closing:
-            reply = _handle(app, conn, data)
-            if reply is not None:
-                conn.push(reply)
+        if data is None or conn.closing:
+            continue
+        wait, flooding = frames.check()
+        if wait:
+            refusal = messages.error(
+                f"Too many messages: at most {rate:g} per second; this one was not accepted, send it again in {wait:.2f} s",
+                code="rate_limited",
+                retry_after=round(wait, 3),
+            )
+            if flooding:
+                conn.close(CLOSE_POLICY_VIOLATION, "Too many messages", error=refusal)
+                return
+            conn.push(refusal)
+            continue
+        reply = _handle(app, conn, data)
+        if reply is not None:
+            conn.push(reply)
 
 
 def _handle(app, conn, data):

@@ -31,6 +31,15 @@ TEST_SECRETS = {
     "JWT_SECRET_KEY": "test-jwt-secret-key-8e2d6f1a9b3c7d5e",
 }
 PASSWORD = "correct horse battery"
+# The suite plays many clients from one address: abuse limits are off unless a test sets them
+# (test_security.py does, limit by limit).
+LIMITS_OFF = {
+    "RATE_LIMIT_AUTH": "off",
+    "RATE_LIMIT_LOGIN_FAILURES": "off",
+    "RATE_LIMIT_HANDSHAKE": "off",
+    "WS_FRAME_RATE": "0",
+    "WS_MAX_SOCKETS_PER_USER": "0",
+}
 
 
 # ---------------------------------------------------------------------------------------- databases
@@ -207,7 +216,10 @@ def make_app(database_url):
     apps = []
 
     def factory(**overrides):
-        app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True, **TEST_SECRETS, **overrides})
+        limits_off = {k: v for k, v in config.settings(LIMITS_OFF).items() if k in LIMITS_OFF}
+        app = create_app(
+            {"SQLALCHEMY_DATABASE_URI": database_url, "TESTING": True, **TEST_SECRETS, **limits_off, **overrides}
+        )
         apps.append(app)
         return app
 
@@ -270,7 +282,7 @@ def server_env(**overrides):
     """The environment of a served app: the machine's, our test secrets, then `overrides`."""
     # The machine's environment minus any setting of ours, so a developer's shell cannot leak in.
     env = {k: v for k, v in os.environ.items() if k not in config.VARIABLES and not k.startswith("PYTEST")}
-    env.update(APP_ENV="development", HOST="127.0.0.1", LOG_LEVEL="warning", **TEST_SECRETS)
+    env.update(APP_ENV="development", HOST="127.0.0.1", LOG_LEVEL="warning", **TEST_SECRETS, **LIMITS_OFF)
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 

@@ -48,6 +48,17 @@ class Broker:
         """Return how many sockets `user_id` has open."""
         raise NotImplementedError
 
+    # Tickets: single-use values with a lifetime, visible to every process the broker reaches (a ticket
+    # made by one worker is taken by whichever worker the socket lands on).
+
+    def put_ticket(self, key, value, ttl):
+        """Keep `value` (a string) under `key` for `ttl` seconds, or until taken."""
+        raise NotImplementedError
+
+    def take_ticket(self, key):
+        """Return the value under `key` and forget it, or None if there is none (taken or expired)."""
+        raise NotImplementedError
+
     def health(self):
         """Return None when the broker works, else a short description of what is wrong."""
         return None

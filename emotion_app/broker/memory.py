@@ -1,4 +1,7 @@
 """The in-process broker: the default, for a single worker."""
+import time
+from collections import deque
+
 from .base import Broker
 
 
@@ -10,6 +13,8 @@ class MemoryBroker(Broker):
     def __init__(self):
         super().__init__()
         self._present = {}
+        self._tickets = {}
+        self._expiry = deque()  # (expires, key) in the order tickets were made
 
     def presence_join(self, user_id, member):
         self._present.setdefault(str(user_id), set()).add(member)
@@ -24,3 +29,17 @@ class MemoryBroker(Broker):
 
     def presence_count(self, user_id):
         return len(self._present.get(str(user_id), ()))
+
+    def put_ticket(self, key, value, ttl):
+        now = time.monotonic()
+        # Expired tickets are dropped as new ones come, so memory stays bounded by the rate of making them.
+        while self._expiry and self._expiry[0][0] <= now:
+            expired = self._expiry.popleft()[1]
+            if self._tickets.get(expired, (None, 0))[1] <= now:
+                self._tickets.pop(expired, None)
+        self._tickets[key] = (value, now + ttl)
+        self._expiry.append((now + ttl, key))
+
+    def take_ticket(self, key):
+        value, expires = self._tickets.pop(key, (None, 0))
+        return value if expires > time.monotonic() else None

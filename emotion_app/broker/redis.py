@@ -128,6 +128,13 @@ class RedisBroker(Broker):
             pipe.expire(key, int(PRESENCE_TTL) + 1)
         pipe.execute()
 
+    def put_ticket(self, key, value, ttl):
+        self._redis().set(f"{self._prefix}:ticket:{key}", value, ex=max(1, int(ttl)))
+
+    def take_ticket(self, key):
+        value = self._redis().getdel(f"{self._prefix}:ticket:{key}")  # atomic: one taker at most
+        return value.decode() if value is not None else None
+
     def _send(self, batch):
         try:
             if len(batch) == 1:

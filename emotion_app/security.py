@@ -1,0 +1,67 @@
+"""What the service tells browsers and believes of proxies: trusted proxy headers, allowed origins (sockets
+and CORS), and the security headers of every response."""
+from urllib.parse import urlsplit
+
+from flask import current_app, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+# The page loads its script and style from this service and talks to it over HTTP and WebSocket only.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self' {ws}; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Expose-Headers": "Retry-After",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def configure_security(app):
+    """Trust proxy headers only from the configured number of proxies; add origin and header policies."""
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:
+        # Each trusted proxy appends one address to X-Forwarded-For; the client's is the one before
+        # them. Without trusted proxies those headers are anyone's to forge, so they are ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
+    app.after_request(_headers)
+
+
+def origin_allowed(origin):
+    """True for requests without an Origin (not a browser), from this service's own host, or allow-listed."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    allowed = current_app.config["ALLOWED_ORIGINS"]
+    if "*" in allowed or origin in allowed:
+        return True
+    # Same origin: the page came from the host this request is addressed to (through trusted proxies,
+    # the host the client asked for). The scheme is not compared: TLS often ends at the proxy.
+    return urlsplit(origin).netloc == request.host.lower()
+
+
+def _cors_origin():
+    """The Origin to echo in CORS headers: only an allow-listed one (the service's own needs none)."""
+    origin = request.headers.get("Origin")
+    if not origin or not request.path.startswith("/api/"):
+        return None
+    allowed = current_app.config["ALLOWED_ORIGINS"]
+    return origin if ("*" in allowed or origin.rstrip("/").lower() in allowed) else None
+
+
+def _headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        host = request.host
+        response.headers["Content-Security-Policy"] = PAGE_POLICY.format(ws=f"ws://{host} wss://{host}")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    origin = _cors_origin()
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.update(CORS_HEADERS)
+    response.vary.add("Origin")
+    return response
