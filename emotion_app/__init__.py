@@ -17,6 +17,7 @@ from .errors import register_error_handlers
 from .extensions import db, jwt, migrate, sock
 from .groupcommit import GroupCommitter
 from .hub import Hub
+from .logs import configure_logging
 from .ratelimit import configure_rate_limits
 from .security import configure_security
 
@@ -57,13 +58,6 @@ def create_app(overrides=None):
 
     start_delivery(app)
     return app
-
-
-def configure_logging(app):
-    """Send app logs to stderr at LOG_LEVEL unless a server (gunicorn) already set up logging."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("emotion_app").setLevel(app.config["LOG_LEVEL"])
 
 
 def load_secrets(app):

@@ -182,15 +182,23 @@ def me():
 def revocation(claims):
     """Why the token may no longer be used, as (error code, message); None while it may."""
     # One query: the user's token version, and whether the token or its session was revoked.
-    ids = {claims["jti"], claims.get("sid") or claims["jti"]}
+    sub, jti, ver = claims.get("sub"), claims.get("jti"), claims.get("ver") or 0
+    sid = claims.get("sid") or jti
+    # Only our key signs tokens, but a malformed claim must still be a 401, never a crash.
+    if not (
+        isinstance(sub, str) and sub.isdigit() and len(sub) <= 18
+        and all(isinstance(v, str) and 0 < len(v) <= 64 for v in (jti, sid))
+        and isinstance(ver, int)
+    ):
+        return "invalid_token", "Invalid token: malformed claims"
     row = db.session.execute(
-        select(User.token_version, exists().where(RevokedToken.jti.in_(ids))).where(User.id == int(claims["sub"]))
+        select(User.token_version, exists().where(RevokedToken.jti.in_({jti, sid}))).where(User.id == int(sub))
     ).first()
     if row is None:
         return "unknown_user", "The token's user no longer exists"
     if row[1]:
         return "token_revoked", "Token has been revoked: log in again"
-    if (claims.get("ver") or 0) < row[0]:
+    if ver < row[0]:
         return "token_revoked", "Token was revoked by a password change: log in with the new password"
     return None
 

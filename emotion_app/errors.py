@@ -14,6 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing.exceptions import WebsocketMismatch
+from wsproto.utilities import RemoteProtocolError
 
 from .extensions import db, limiter
 
@@ -76,6 +77,11 @@ def register_error_handlers(app):
         return error_response(
             400, "websocket_required", "This endpoint only accepts WebSocket upgrade requests (ws:// or wss://)"
         )
+
+    @app.errorhandler(RemoteProtocolError)
+    def handle_bad_handshake(exc):
+        # wsproto refused the upgrade request before any response was sent.
+        return error_response(400, "invalid_handshake", f"Invalid WebSocket handshake: {str(exc)[:200]}")
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc):

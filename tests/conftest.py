@@ -435,7 +435,10 @@ def recv_close(ws, timeout=5, skip=("presence",)):
     ws.settimeout(timeout)
     frames = []
     while True:
-        opcode, data = ws.recv_data(control_frame=True)
+        # The raw frames: websocket-client's recv_data would answer the close itself, which fails
+        # (and hides the close) when the server has already dropped the connection.
+        frame = ws.recv_frame()
+        opcode, data = frame.opcode, frame.data
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             return code, data[2:].decode(errors="replace"), frames

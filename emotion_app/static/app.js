@@ -32,7 +32,6 @@
   let attempts = 0; // reconnect attempts since the last socket that stayed up
   let retry = null; // {timer, ticker} while waiting to reconnect
   let openedAt = 0; // when the current socket opened (0: it never did)
-  let handshakeFailed = false; // the last socket closed before it opened
   let resumable = false; // a socket of this session got its state: reconnects pass ?since=
   let lastEventId = 0; // the newest event id received on a socket, resumed from with ?since=
   let established = null; // the current socket's connection_established frame
@@ -175,7 +174,6 @@
     notify("");
     resumable = false; // the first connect after login starts fresh
     lastEventId = shownId = attempts = 0;
-    handshakeFailed = false;
     pending = null;
     showEmotion({ emotion: null });
     loadCurrent();
@@ -219,12 +217,13 @@
     clearRetry();
     wanted = true;
     setState("connecting");
-    const ready = (!isExpired(session.access) || await refreshAccess()) && (!handshakeFailed || await probe());
+    const ticket = (!isExpired(session.access) || await refreshAccess()) && await fetchTicket();
     if (stale()) return; // logged out or cancelled meanwhile (a refused token ends the session)
-    if (!ready) { scheduleReconnect(); return; } // the server is unreachable for now
+    if (!ticket) { scheduleReconnect(); return; } // the server is unreachable for now
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const since = resumable ? `&since=${lastEventId}` : "";
-    const ws = new WebSocket(`${scheme}//${location.host}/api/ws?token=${encodeURIComponent(session.access)}${since}`);
+    // A single-use ticket, not the access token: URLs end up in proxy logs and browser history.
+    const ws = new WebSocket(`${scheme}//${location.host}/api/ws?ticket=${encodeURIComponent(ticket)}${since}`);
     socket = ws;
     openedAt = 0;
     established = null;
@@ -233,7 +232,6 @@
     ws.addEventListener("open", () => {
       if (socket !== ws) return;
       openedAt = Date.now();
-      handshakeFailed = false;
       setState("connected");
     });
     ws.addEventListener("message", (event) => { if (socket === ws) onFrame(event.data); });
@@ -245,15 +243,15 @@
     }, HANDSHAKE_TIMEOUT_MS);
   }
 
-  // A refused handshake only shows as 1006: ask over HTTP first whether the server is up and still
-  // takes the token. False means try later; a token it refuses ends the session (report).
-  async function probe() {
+  // A ticket for one socket. Asking for it over HTTP also checks that the server is up and still takes
+  // the token (a refused handshake would only show as 1006). Null means try later; a token the server
+  // refuses ends the session (report).
+  async function fetchTicket() {
     try {
-      await api("/api/devices");
-      return true;
+      return (await api("/api/ws-ticket", { method: "POST" })).ticket;
     } catch (err) {
       if (err.status === 401) report(err);
-      return err.status !== 0 && err.status !== 401;
+      return null;
     }
   }
 
@@ -272,7 +270,6 @@
     log("info", `Socket closed: ${event.code}${reason ? " " + reason : ""}`);
     if (socket !== ws) return; // closed on purpose, state already shown
     socket = null;
-    handshakeFailed = !openedAt;
     if (openedAt && Date.now() - openedAt >= STABLE_MS) attempts = 0;
     setState("disconnected", event.code, reason);
     if (!wanted || !session) return;
