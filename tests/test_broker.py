@@ -99,6 +99,44 @@ def test_health_reports_ok(make_broker):
     assert broker.health() is None
 
 
+def test_a_ticket_is_taken_once(make_broker):
+    broker, _ = make_broker()
+    broker.put_ticket("k1", '{"sub": "1"}', ttl=30)
+    assert broker.take_ticket("k1") == '{"sub": "1"}'
+    assert broker.take_ticket("k1") is None
+    assert broker.take_ticket("never-made") is None
+
+
+def test_a_ticket_expires(make_broker):
+    broker, _ = make_broker()
+    broker.put_ticket("k2", "v", ttl=1)
+    time.sleep(1.2)
+    assert broker.take_ticket("k2") is None
+
+
+def test_a_ticket_is_taken_by_one_of_many_concurrent_takers(make_redis_broker):
+    # Several processes race for one ticket (a replayed URL): exactly one gets it.
+    brokers = [make_redis_broker()[0] for _ in range(4)]
+    for round_ in range(20):
+        brokers[0].put_ticket(f"race{round_}", "v", ttl=30)
+        results = []
+        threads = [threading.Thread(target=lambda b=b: results.append(b.take_ticket(f"race{round_}"))) for b in brokers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 4 and results.count("v") == 1 and results.count(None) == 3
+
+
+def test_expired_memory_tickets_do_not_accumulate():
+    broker = create_broker(None, "p")
+    for n in range(100):
+        broker.put_ticket(f"k{n}", "v", ttl=0.01)
+    time.sleep(0.02)
+    broker.put_ticket("last", "v", ttl=30)
+    assert list(broker._tickets) == ["last"]
+
+
 def test_messages_reach_other_processes_exactly_once(make_redis_broker):
     first, first_inbox = make_redis_broker()
     second, second_inbox = make_redis_broker()

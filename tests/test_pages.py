@@ -104,3 +104,9 @@ def test_ids_are_unique(client):
     parser = parse_index(client)
     ids = [attrs["id"] for _tag, attrs in parser.tags if attrs.get("id")]
     assert len(ids) == len(set(ids))
+
+
+def test_the_page_opens_sockets_with_tickets_never_with_its_token(client):
+    script = client.get("/static/app.js").get_data(as_text=True)
+    assert "/api/ws-ticket" in script and "/api/ws?ticket=" in script
+    assert "?token=" not in script and "&token=" not in script
