@@ -482,3 +482,20 @@ def test_a_handshake_missing_websocket_headers_is_a_clear_400(live_server):
             answer += chunk
     head, body = answer.decode(errors="replace").split("\r\n\r\n", 1)
     assert head.startswith("HTTP/1.1 400") and json.loads(body)["error"] == "invalid_handshake"
+
+
+def test_limits_keep_working_without_redis(server_factory, postgres_databases, private_redis):
+    server = server_factory(
+        DATABASE_URL=postgres_databases(), REDIS_URL=private_redis.url, RATE_LIMIT_AUTH="3 per minute",
+        RATE_LIMIT_HANDSHAKE="50 per minute", WS_MAX_SOCKETS_PER_USER=5, WEB_CONCURRENCY=1,
+    )
+    tokens = server.login()
+    private_redis.stop()
+    # Counted in each worker's memory meanwhile (one worker here): still limited, never a 500.
+    statuses = [register_and_login(server, "nobody", "guess")[0] for _ in range(4)]
+    assert statuses == [401, 401, 401, 429], statuses
+    ws, first = server.device(tokens["access_token"])  # presence is unknown, the socket is still served
+    assert first["type"] == "connection_established"
+    status, body = server.request("POST", "/api/ws-ticket", token=tokens["access_token"])
+    assert status == 503 and body["error"] == "broker_unavailable"
+    ws.close()
