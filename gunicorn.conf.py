@@ -4,6 +4,8 @@ No application code is imported here: psycopg and the app must be imported after
 has patched the standard library, which happens in each worker after fork. Only config.py (plain
 environment parsing) is read.
 """
+import signal as _signal
+
 import config as _config  # "config" itself is a gunicorn setting name
 
 _server = _config.server_settings()
@@ -33,3 +35,24 @@ def when_ready(server):
     else:
         how = "in-process broker (one worker holds every socket; set REDIS_URL to run more)"
     server.log.info("emotion_app ready on %s: %d gevent worker(s), %s", bind, workers, how)
+
+
+def post_worker_init(worker):
+    """Make SIGTERM (a stop, or a reload replacing this worker) drain the app at once.
+
+    gunicorn alone would stop accepting, wait `graceful_timeout` for the sockets to end by themselves,
+    and then drop them without a word. Here the app also refuses new handshakes (503) and closes every
+    socket with 1012, so devices reconnect to a live worker and resume at once; HTTP requests in flight
+    finish, and the worker exits as soon as they have.
+    """
+    drain = getattr(worker.wsgi, "extensions", {}).get("emotion_drain")
+    if drain is None:
+        return
+
+    def on_sigterm(sig, frame):
+        worker.handle_exit(sig, frame)
+        import gevent  # the worker's own event loop; imported here, after the worker patched the stdlib
+
+        gevent.spawn(drain)  # out of the signal handler: closing sockets waits on I/O
+
+    _signal.signal(_signal.SIGTERM, on_sigterm)

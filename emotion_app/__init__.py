@@ -163,6 +163,8 @@ def start_delivery(app):
     broker.subscribe(hub.dispatch)
     app.extensions["emotion_hub"] = hub
     app.extensions["emotion_broker"] = broker
+    # Called by the server on SIGTERM (gunicorn.conf.py): close every socket with 1012 at once.
+    app.extensions["emotion_drain"] = hub.drain
 
     def publish(events):
         if events:

@@ -1,4 +1,4 @@
-"""`/healthz` (liveness) and `/readyz` (readiness: database and broker reachable)."""
+"""`/healthz` (liveness) and `/readyz` (readiness: database and broker reachable, not draining)."""
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
@@ -16,15 +16,20 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: 200 when the database and the broker answer, else 503 saying which does not."""
-    checks = {"database": _database_problem(), "broker": current_app.extensions["emotion_broker"].health()}
+    """Readiness: 200 when the database and the broker answer and the worker is not draining, else 503
+    saying what is wrong."""
+    checks = {
+        "database": _database_problem(),
+        "broker": current_app.extensions["emotion_broker"].health(),
+        "draining": "restarting: sockets were closed with 1012" if current_app.extensions["emotion_hub"].draining else None,
+    }
     if not any(checks.values()):
-        return jsonify({"status": "ready", "database": "ok", "broker": "ok"})
+        return jsonify({"status": "ready", "database": "ok", "broker": "ok", "draining": "ok"})
     broken = [name for name, problem in checks.items() if problem]
     return error_response(
         503,
         "not_ready",
-        f"Not ready: {' and '.join(broken)} unavailable",
+        f"Not ready: {' and '.join(broken)} " + ("in progress" if broken == ["draining"] else "unavailable"),
         checks={name: problem or "ok" for name, problem in checks.items()},
     )
 

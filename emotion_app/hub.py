@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # Close codes sent to devices.
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_TOKEN_REVOKED = 4403
 
@@ -231,6 +232,15 @@ class Hub:
 
     def __init__(self):
         self._by_user = {}
+        self.draining = False
+
+    def drain(self):
+        """Stop taking sockets and close every open one with 1012, so devices resume on a live worker."""
+        self.draining = True
+        conns = [conn for conns in self._by_user.values() for conn in conns]
+        for conn in conns:
+            conn.close(CLOSE_SERVICE_RESTART, "Service restart")
+        log.info("draining: closed %d socket(s) with 1012", len(conns))
 
     def attach(self, conn):
         """Start delivering the user's events to `conn`."""

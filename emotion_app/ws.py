@@ -30,8 +30,8 @@ bp = Blueprint("ws", __name__)
 def authenticate():
     """Refuse the upgrade with a JSON error, before any handshake, unless the request may have a socket.
 
-    In order: another site's page (403), a bad ticket or token (401), a bad `since` (400), a full
-    worker (503), a user with too many sockets (429). The handshake rate per address is checked before
+    In order: another site's page (403), a bad ticket or token (401), a bad `since` (400), a worker
+    that is restarting or full (503), a user with too many sockets (429). The handshake rate per address is checked before
     all of these (ratelimit.py).
     """
     origin = request.headers.get("Origin")
@@ -78,6 +78,8 @@ def _ticket_claims():
 def _check_capacity(user_id):
     config = current_app.config
     hub = current_app.extensions["emotion_hub"]
+    if hub.draining:
+        raise ApiError(503, "draining", "This server is restarting: connect again (another server takes over)", retry_after=1)
     if hub.count() >= config["WS_MAX_SOCKETS"]:
         log.warning("refusing a socket: this worker holds %d (WS_MAX_SOCKETS)", hub.count())
         raise ApiError(503, "server_full", "This server holds all the sockets it can: try again shortly", retry_after=5)
