@@ -25,7 +25,8 @@ VARIABLES = (
     "DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT", "REPLAY_LIMIT", "RETENTION_DAYS",
     "JWT_ISSUER", "JWT_AUDIENCE", "WS_TICKET_TTL", "ALLOWED_ORIGINS", "TRUSTED_PROXIES",
     "RATE_LIMIT_AUTH", "RATE_LIMIT_LOGIN_FAILURES", "RATE_LIMIT_HANDSHAKE", "WS_MAX_SOCKETS_PER_USER",
-    "WS_MAX_SOCKETS", "WS_FRAME_RATE", "WS_FRAME_BURST",
+    "WS_MAX_SOCKETS", "WS_FRAME_RATE", "WS_FRAME_BURST", "METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR",
+    "LOG_FORMAT",
 )
 
 
@@ -90,6 +91,13 @@ def _origins(env):
     return tuple(origins)
 
 
+def _choice(env, name, choices):
+    value = (env.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
 def _emotions(env):
     raw = env.get("EMOTIONS") or DEFAULT_EMOTIONS
     words = [w.strip().lower() for w in raw.split(",") if w.strip()]
@@ -149,6 +157,8 @@ def settings(env=None):
         "WS_MAX_SOCKETS": _int(env, "WS_MAX_SOCKETS", max(1, worker_connections * 9 // 10)),
         "WS_FRAME_RATE": _float(env, "WS_FRAME_RATE", 10.0),
         "WS_FRAME_BURST": _int(env, "WS_FRAME_BURST", 20, minimum=1),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        "LOG_FORMAT": _choice(env, "LOG_FORMAT", ("text", "json")),
     }
 
 
@@ -181,4 +191,5 @@ def server_settings(env=None):
         "worker_connections": _int(env, "WORKER_CONNECTIONS", 1000, minimum=1),
         "log_level": (env.get("LOG_LEVEL") or "info").lower(),
         "broker": "redis" if shared_broker else "in-process",
+        "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(INSTANCE_DIR, "metrics"),
     }

@@ -4,11 +4,16 @@ No application code is imported here: psycopg and the app must be imported after
 has patched the standard library, which happens in each worker after fork. Only config.py (plain
 environment parsing) is read.
 """
+import os as _os
+import shutil as _shutil
 import signal as _signal
 
 import config as _config  # "config" itself is a gunicorn setting name
 
 _server = _config.server_settings()
+# Every worker writes its metrics here and /metrics sums them; set before any worker imports
+# prometheus_client, which reads it once.
+_os.environ["PROMETHEUS_MULTIPROC_DIR"] = _server["metrics_dir"]
 
 bind = _server["bind"]
 workers = _server["workers"]
@@ -26,6 +31,19 @@ keepalive = 5
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 # Several instances may run on one host (behind one proxy); none uses gunicorn's control socket.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Empty the metrics directory: the figures of an earlier run must not add to this one's."""
+    _shutil.rmtree(_server["metrics_dir"], ignore_errors=True)
+    _os.makedirs(_server["metrics_dir"], exist_ok=True)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (its counters still count)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server):

@@ -62,7 +62,8 @@ class Server:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning",
-               "DATABASE_URL": f"sqlite:///{self.workdir}/bench.db", **LIMITS_OFF, **self.env}
+               "DATABASE_URL": f"sqlite:///{self.workdir}/bench.db",
+               "PROMETHEUS_MULTIPROC_DIR": f"{self.workdir}/metrics", **LIMITS_OFF, **self.env}
         subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
         self.log = open(Path(self.workdir) / "server.log", "wb")

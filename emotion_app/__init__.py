@@ -18,6 +18,7 @@ from .extensions import db, jwt, migrate, sock
 from .groupcommit import GroupCommitter
 from .hub import Hub
 from .logs import configure_logging
+from .metrics import UPDATES_STORED
 from .ratelimit import configure_rate_limits
 from .security import configure_security
 
@@ -168,6 +169,7 @@ def start_delivery(app):
 
     def publish(events):
         if events:
+            UPDATES_STORED.inc(len(events))
             broker.publish_many([{"kind": "event", "user_id": e["user_id"], "event": e} for e in events])
 
     with app.app_context():  # the engine object only; nothing connects yet

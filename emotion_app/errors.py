@@ -9,7 +9,7 @@ import logging
 import math
 import time
 
-from flask import jsonify
+from flask import jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -17,6 +17,7 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 from wsproto.utilities import RemoteProtocolError
 
 from .extensions import db, limiter
+from .metrics import DATABASE_ERRORS, RATE_LIMITED
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def register_error_handlers(app):
         if status == 413:
             message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         if status == 429:
+            RATE_LIMITED.labels(request.endpoint or "unknown").inc()
             extra["retry_after"] = retry_after()
             message = f"Too many requests ({exc.description}): try again in {extra['retry_after']} s"
         response = error_response(status, HTTP_CODES.get(status, "http_error"), message, **extra)
@@ -109,6 +111,7 @@ def register_error_handlers(app):
             db.session.rollback()
         except Exception:  # noqa: BLE001 - the connection may be gone for good
             pass
+        DATABASE_ERRORS.inc()
         log.warning("database unavailable: %s: %s", exc.__class__.__name__, str(exc).splitlines()[0][:300])
         return error_response(503, "database_unavailable", "Database unavailable, try again shortly")
 

@@ -1,8 +1,17 @@
-"""`/healthz` (liveness) and `/readyz` (readiness: database and broker reachable, not draining)."""
-from flask import Blueprint, current_app, jsonify
+"""What operators and load balancers ask: `/healthz` (liveness), `/readyz` (readiness: database and broker
+reachable, not draining) and `/metrics` (Prometheus).
+
+/metrics is for the operator's scraper only: with METRICS_TOKEN set it needs that token as Bearer;
+without it, it answers loopback and private-network addresses only.
+"""
+import hmac
+import ipaddress
+
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
-from .errors import error_response
+from . import metrics as m
+from .errors import ApiError, error_response
 from .extensions import db
 
 bp = Blueprint("health", __name__)
@@ -45,3 +54,25 @@ def _database_problem():
             pass
         return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
     return None
+
+
+@bp.get("/metrics")
+def metrics():
+    """The metrics of every worker in Prometheus text format (token or private address required)."""
+    _authorize_scraper()
+    return Response(m.render(), mimetype=m.CONTENT_TYPE_LATEST)
+
+
+def _authorize_scraper():
+    token = current_app.config["METRICS_TOKEN"]
+    if token:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            raise ApiError(401, "invalid_token", "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'")
+        return
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        address = None
+    if address is None or not (address.is_loopback or address.is_private):
+        raise ApiError(403, "forbidden", "/metrics answers private addresses only, unless METRICS_TOKEN is set")

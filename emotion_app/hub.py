@@ -7,12 +7,15 @@ and catches up from SQL.
 """
 import logging
 import threading
+import time
 import uuid
 from collections import deque
+from datetime import datetime
 
 import gevent
 
 from . import messages
+from .metrics import DATABASE_ERRORS, DELIVERIES, DELIVERY_SECONDS, QUEUE_DROPS
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +120,11 @@ class Connection:
         """Queue a text frame; a connection whose queue is full is too slow and is dropped."""
         self._put(text)
 
-    def push_event(self, seq, frame):
-        """Queue one of the user's events, as a ready WebSocket frame (encoded once for all devices)."""
+    def push_event(self, seq, frame, stored_at):
+        """Queue one of the user's events, as a ready WebSocket frame (encoded once for all devices);
+        `stored_at` (epoch seconds) is when it was committed."""
         if not self.paused:  # a paused device fetches it from SQL when it pages on
-            self._put(("event", seq, frame))
+            self._put(("event", seq, frame, stored_at))
 
     def sync(self, since):
         """Replay the events after id `since`, as the device asked."""
@@ -130,6 +134,7 @@ class Connection:
         if self.closing:
             return
         if len(self.queue) >= self._queue_size:
+            QUEUE_DROPS.inc()
             log.warning("dropping a slow socket of user %s: %d frames waiting", self.user_id, len(self.queue))
             self.abort()
             return
@@ -174,7 +179,7 @@ class Connection:
                 if isinstance(item, str):
                     self.ws.send(item)
                 elif item[0] == "event":
-                    self._send_event(item[1], item[2])
+                    self._send_event(*item[1:])
                 elif item[0] == "sync":
                     self._replay(since=item[1])
                 else:
@@ -194,7 +199,7 @@ class Connection:
             log.debug("writer of user %s stopped: %r", self.user_id, exc)
             self.abort()
 
-    def _send_event(self, seq, frame):
+    def _send_event(self, seq, frame, stored_at):
         if self.paused or seq <= self.last_seq:
             return  # sent already (by a replay or catch-up), or to be fetched when the device pages on
         if seq > self.last_seq + 1:
@@ -203,12 +208,15 @@ class Connection:
                 return
         self.ws.sock.send(frame)
         self.last_seq = seq
+        DELIVERIES.inc()
+        DELIVERY_SECONDS.observe(max(0.0, time.time() - stored_at))
 
     def _replay(self, since=None, after_seq=None):
         """Send the user's stored events after id `since` (or after `after_seq`), a page at most."""
         try:
             events = self._fetch(self._replay_limit + 1, since_id=since, after_seq=after_seq)
         except Exception as exc:  # noqa: BLE001 - the database is the only source of what was missed
+            DATABASE_ERRORS.inc()
             raise ReplayFailed() from exc
         has_more = len(events) > self._replay_limit
         events = events[: self._replay_limit]
@@ -221,6 +229,14 @@ class Connection:
         if since is not None or has_more:
             last_id = events[-1]["id"] if events else since
             self.ws.send(messages.synced(since if since is not None else None, len(events), last_id, has_more))
+
+
+def _epoch(timestamp):
+    """Epoch seconds of an event's server timestamp ("2023-05-09T14:45:00.123Z")."""
+    try:
+        return datetime.fromisoformat(timestamp).timestamp()
+    except (TypeError, ValueError):
+        return time.time()
 
 
 class ReplayFailed(Exception):
@@ -268,9 +284,13 @@ class Hub:
         user_id = message.get("user_id")
         if kind == "event":
             event = message["event"]
+            conns = self.connections(user_id)
+            if not conns:
+                return
             frame = text_frame(messages.emotion_update(event))  # encoded once for all devices
-            for conn in self.connections(user_id):
-                conn.push_event(event["seq"], frame)
+            stored_at = _epoch(event["timestamp"])
+            for conn in conns:
+                conn.push_event(event["seq"], frame, stored_at)
         elif kind == "presence":
             text = messages.presence(user_id, message["devices"], message["change"])
             for conn in self.connections(user_id):

@@ -5,6 +5,8 @@ from .timeutil import isoformat, parse_client_timestamp, utcnow
 
 CLIENT_TYPES = ("emotion_update", "ping", "sync")
 WELCOME = "Connected to emotion detection WebSocket server"
+# Codes of frames refused before their type was known.
+UNPARSED = ("binary_not_supported", "invalid_format", "too_deep", "missing_type", "unknown_type")
 # Our messages are flat; deeper JSON is refused before it can cost stack or memory.
 MAX_DEPTH = 8
 

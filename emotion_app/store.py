@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ApiError
 from .extensions import db
+from .metrics import DATABASE_ERRORS
 from .models import AppState, EmotionEvent, RevokedToken, User
 from .timeutil import utcnow
 
@@ -41,6 +42,7 @@ def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_i
     try:
         return committer.write(user_id, emotion, client_timestamp, client_msg_id)
     except SQLAlchemyError:
+        DATABASE_ERRORS.inc()
         log.exception("could not store an emotion event for user %s", user_id)
         raise ApiError(503, "database_unavailable", "Could not store the update, try again") from None
 

@@ -14,6 +14,7 @@ from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import messages, store, tickets
+from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .auth import revocation
 from .errors import ApiError
 from .extensions import db, sock
@@ -85,6 +86,7 @@ def _check_capacity(user_id):
         raise ApiError(503, "server_full", "This server holds all the sockets it can: try again shortly", retry_after=5)
     limit = config["WS_MAX_SOCKETS_PER_USER"]
     if limit and (current_app.extensions["emotion_broker"].presence_count(user_id) or 0) >= limit:
+        RATE_LIMITED.labels("sockets_per_user").inc()
         raise ApiError(
             429,
             "too_many_sockets",
@@ -94,6 +96,15 @@ def _check_capacity(user_id):
 
 
 handshakes_per_address(bp)
+
+
+@bp.after_request
+def count_refusal(response):
+    """Count a refused handshake by its error code (accepted ones are counted once established)."""
+    if response.status_code >= 400:
+        body = response.get_json(silent=True) or {}
+        HANDSHAKES.labels(body.get("error") or str(response.status_code)).inc()
+    return response
 
 
 @sock.route("/api/ws", bp=bp)
@@ -117,11 +128,14 @@ def emotion_socket(ws):
     # Attach before reading the state: an event committed after the read is then queued, and one
     # committed before it is in the state (the writer skips it by its seq).
     hub.attach(conn)
+    SOCKETS_OPEN.inc()
     devices = broker.presence_join(user_id, conn.id)
     try:
         try:
             current, last_seq, pruned = _in_context(app, _connect_state, user_id, g.ws_since is not None)
         except SQLAlchemyError:
+            DATABASE_ERRORS.inc()
+            HANDSHAKES.labels("database_unavailable").inc()
             log.warning("database unavailable while user %s connected", user_id)
             ws.send(messages.error("Database unavailable, reconnect shortly", code="database_unavailable"))
             ws.close(reason=CLOSE_INTERNAL_ERROR, message="Database unavailable")
@@ -129,6 +143,7 @@ def emotion_socket(ws):
         since = g.ws_since
         # The writer has not started: nothing else writes to the socket yet.
         ws.send(messages.connection_established(user_id, current, current["id"] if current else None, devices))
+        HANDSHAKES.labels("accepted").inc()
         if since is not None and since < pruned:
             ws.send(_too_old(since))
             since = None
@@ -139,6 +154,7 @@ def emotion_socket(ws):
         pass
     finally:
         hub.detach(conn)
+        SOCKETS_OPEN.dec()
         devices = broker.presence_leave(user_id, conn.id)
         broker.publish({"kind": "presence", "user_id": str(user_id), "devices": devices, "change": "disconnected", "member": conn.id})
         conn.finish()
@@ -180,6 +196,8 @@ def _receive_loop(app, ws, conn, expires_at):
             continue
         wait, flooding = frames.check()
         if wait:
+            FRAMES.labels("rate_limited").inc()
+            RATE_LIMITED.labels("frames").inc()
             refusal = messages.error(
                 f"Too many messages: at most {rate:g} per second; this one was not accepted, send it again in {wait:.2f} s",
                 code="rate_limited",
@@ -199,12 +217,15 @@ def _handle(app, conn, data):
     """Act on one client frame; return the frame to answer with, if any."""
     try:
         frame = messages.parse_frame(data)
+        FRAMES.labels(frame["type"]).inc()
         if frame["type"] == "ping":
             return messages.pong(frame.get("timestamp"))
         if frame["type"] == "sync":
             return _sync(app, conn, messages.parse_since(frame.get("since")))
         emotion, client_timestamp, client_msg_id = messages.validate_update(frame, app.config["EMOTIONS"])
     except messages.FrameError as exc:
+        if exc.code in messages.UNPARSED:
+            FRAMES.labels("invalid").inc()
         return messages.error(exc.message, code=exc.code)
     try:
         committer = app.extensions["emotion_committer"]
@@ -222,6 +243,7 @@ def _sync(app, conn, since):
     try:
         pruned = _in_context(app, store.pruned_through)
     except SQLAlchemyError:
+        DATABASE_ERRORS.inc()
         return messages.error("Database unavailable, try again", code="database_unavailable")
     if since < pruned:
         return _too_old(since)

@@ -293,6 +293,8 @@ class LiveServer:
     def __init__(self, workdir, command=None, **env):
         self.port = free_port()
         self.log_path = Path(workdir) / f"server-{self.port}.log"
+        # Its own metrics directory: servers of a test run must not share (or wipe) each other's.
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(workdir) / f"metrics-{self.port}"))
         self.env = server_env(PORT=self.port, **env)
         self.command = command or [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
         self.proc = None

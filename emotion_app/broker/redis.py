@@ -6,6 +6,7 @@ import uuid
 
 import redis
 
+from ..metrics import BROKER_RECONNECTS
 from .base import Broker
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class RedisBroker(Broker):
                 pubsub.subscribe(self.channel)
                 self.listening = True
                 if backoff > BACKOFF_FIRST:
+                    BROKER_RECONNECTS.inc()
                     log.info("redis broker listening again on %s", self.channel)
                 backoff = BACKOFF_FIRST
                 self._refreshed = 0.0  # entries may have expired while Redis was away

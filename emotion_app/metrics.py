@@ -1,0 +1,48 @@
+"""The service's Prometheus metrics, summed over every gunicorn worker (served at /metrics, health.py).
+
+Under gunicorn each worker writes its figures to files in PROMETHEUS_MULTIPROC_DIR (set and emptied by
+gunicorn.conf.py before the workers start) and `render()` reads them all, whichever worker answers.
+Without it (tests, `flask run`) the figures are this process's own.
+"""
+import os
+
+# prometheus_client writes a worker's figures into this directory as soon as a metric is defined (below);
+# it must exist even where no server made it (e.g. `flask db upgrade` with the variable set).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+from prometheus_client import (  # noqa: E402 - after the directory exists
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+SOCKETS_OPEN = Gauge("emotion_app_sockets_open", "Open WebSockets", multiprocess_mode="livesum")
+HANDSHAKES = Counter("emotion_app_handshakes", "WebSocket handshakes, by result (accepted or the refusal's code)", ["result"])
+FRAMES = Counter("emotion_app_frames", "Frames received from devices, by type (invalid: not understood)", ["type"])
+UPDATES_STORED = Counter("emotion_app_updates_stored", "Emotion updates committed to the database")
+DELIVERIES = Counter("emotion_app_deliveries", "Emotion updates sent to a device")
+DELIVERY_SECONDS = Histogram(
+    "emotion_app_delivery_seconds",
+    "Time from an update's commit to its send to a device",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+QUEUE_DROPS = Counter("emotion_app_queue_drops", "Devices disconnected because their outbound queue was full")
+BROKER_RECONNECTS = Counter("emotion_app_broker_reconnects", "Times the broker listener lost Redis and reconnected")
+DATABASE_ERRORS = Counter("emotion_app_database_errors", "Operations that failed because the database was unavailable")
+RATE_LIMITED = Counter("emotion_app_rate_limited", "Requests and frames refused by a rate limit, by limit", ["limit"])
+
+
+def render():
+    """All the metrics in Prometheus text format."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry)
