@@ -192,4 +192,5 @@ def server_settings(env=None):
         "log_level": (env.get("LOG_LEVEL") or "info").lower(),
         "broker": "redis" if shared_broker else "in-process",
         "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(INSTANCE_DIR, "metrics"),
+        "log_format": _choice(env, "LOG_FORMAT", ("text", "json")),
     }

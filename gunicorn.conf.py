@@ -4,9 +4,12 @@ No application code is imported here: psycopg and the app must be imported after
 has patched the standard library, which happens in each worker after fork. Only config.py (plain
 environment parsing) is read.
 """
+import importlib.util as _importlib_util
 import os as _os
 import shutil as _shutil
 import signal as _signal
+
+from gunicorn import glogging as _glogging
 
 import config as _config  # "config" itself is a gunicorn setting name
 
@@ -31,6 +34,31 @@ keepalive = 5
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s"'
 # Several instances may run on one host (behind one proxy); none uses gunicorn's control socket.
 control_socket_disable = True
+
+
+def _install_logging():
+    """Redact (and, with LOG_FORMAT=json, JSON-format) this process's gunicorn log lines.
+
+    emotion_app/logs.py uses the standard library only; it is loaded by its path so that the app package
+    (and psycopg with it) stays out of this master process, as the module docstring explains. Workers
+    install it again through the app.
+    """
+    path = _os.path.join(_config.BASE_DIR, "emotion_app", "logs.py")
+    spec = _importlib_util.spec_from_file_location("emotion_app_server_logs", path)
+    module = _importlib_util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install(_server["log_format"])
+
+
+class _Logger(_glogging.Logger):
+    """gunicorn's logger, with our redaction (and JSON lines) on every handler it sets up."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        _install_logging()
+
+
+logger_class = _Logger
 
 
 def on_starting(server):

@@ -17,7 +17,7 @@ from .errors import register_error_handlers
 from .extensions import db, jwt, migrate, sock
 from .groupcommit import GroupCommitter
 from .hub import Hub
-from .logs import configure_logging
+from .logs import configure_logging, configure_request_ids
 from .metrics import UPDATES_STORED
 from .ratelimit import configure_rate_limits
 from .security import configure_security
@@ -31,6 +31,7 @@ def create_app(overrides=None):
     app.config.update(config.settings())
     app.config.update(overrides or {})
     configure_logging(app)
+    configure_request_ids(app)
     load_secrets(app)
     configure_jwt(app)
     configure_database(app)

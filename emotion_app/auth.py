@@ -20,6 +20,7 @@ from flask_jwt_extended.exceptions import WrongTokenError
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import logs
 from .errors import ApiError, error_response
 from .extensions import db, jwt
 from .http import invalid_fields, json_object
@@ -211,6 +212,8 @@ def register_jwt_callbacks(app):
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header, payload):
+        # Every authenticated request passes here once its signature checked out: name its user in the logs.
+        logs.bind(user_id=payload.get("sub"))
         g.revocation = revocation(payload)
         return g.revocation is not None
 

@@ -100,6 +100,7 @@ class Connection:
         self.closing = False
         self.last_seq = 0
         self.paused = False  # a capped replay waits for the device to ask for the next page
+        self.close_code = None  # why the server ended the socket, if it did
         self._fetch = fetch
         self._replay_limit = replay_limit
         self._send_timeout = send_timeout
@@ -148,10 +149,12 @@ class Connection:
         """Send an optional error frame, then a close frame with `code`, after what is already queued."""
         if error:
             self.push(error)
+        self.close_code = self.close_code or code
         self._put(("close", code, reason), final=True)
 
     def abort(self):
         """Cut the connection at once, without a close handshake (the peer is not reading anyway)."""
+        self.close_code = self.close_code or "dropped"
         self.closing = True
         try:
             self.ws.sock.close()

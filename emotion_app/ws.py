@@ -13,7 +13,7 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import messages, store, tickets
+from . import logs, messages, store, tickets
 from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .auth import revocation
 from .errors import ApiError
@@ -41,6 +41,7 @@ def authenticate():
             403, "origin_not_allowed", f"Origin {origin[:100]!r} may not open sockets here (see ALLOWED_ORIGINS)"
         )
     claims = _ticket_claims() if "ticket" in request.args else _token_claims()
+    logs.bind(user_id=claims["sub"])
     g.ws_user_id = int(claims["sub"])
     g.ws_jti, g.ws_sid, g.ws_expires_at = claims["jti"], claims.get("sid"), claims["exp"]
     g.ws_since = None
@@ -144,6 +145,7 @@ def emotion_socket(ws):
         # The writer has not started: nothing else writes to the socket yet.
         ws.send(messages.connection_established(user_id, current, current["id"] if current else None, devices))
         HANDSHAKES.labels("accepted").inc()
+        log.info("socket open: %s device(s) of the user online", devices)
         if since is not None and since < pruned:
             ws.send(_too_old(since))
             since = None
@@ -155,6 +157,9 @@ def emotion_socket(ws):
     finally:
         hub.detach(conn)
         SOCKETS_OPEN.dec()
+        # The server's code when it closed the socket, else the device's (1005: it gave none).
+        code = conn.close_code or getattr(ws, "close_reason", None)
+        log.info("socket closed: code %s", int(code) if isinstance(code, int) else code)
         devices = broker.presence_leave(user_id, conn.id)
         broker.publish({"kind": "presence", "user_id": str(user_id), "devices": devices, "change": "disconnected", "member": conn.id})
         conn.finish()

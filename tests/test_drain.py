@@ -112,3 +112,33 @@ def test_sigterm_closes_sockets_with_1012_and_devices_resume_with_nothing_lost(
         assert device.ids == stored, "a device missed or repeated an event across the restart"
     assert exited_after < 8
     writer.close()
+
+
+def test_a_reload_replaces_workers_and_devices_resume_on_the_new_ones(server_factory):
+    server = server_factory()
+    token = server.login()["access_token"]
+    device = Device(server, token)
+    writer, _ = server.device(token)
+    writer.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
+    first = recv_json(writer)
+    old_workers = server.worker_pids()
+    sent_at = time.monotonic()
+    os.kill(server.proc.pid, signal.SIGHUP)  # gunicorn starts new workers, then SIGTERMs the old ones
+    device.thread.join(timeout=5)
+    assert device.close_code == 1012 and device.closed_at - sent_at < 5
+    deadline = time.monotonic() + 15
+    while True:  # the new workers take a moment to boot
+        try:
+            device.resume(server, token)
+            break
+        except (websocket.WebSocketException, OSError):
+            assert time.monotonic() < deadline, "no new worker took the socket"
+            time.sleep(0.2)
+    while set(server.worker_pids()) & set(old_workers):  # the old worker exits once its requests end
+        assert time.monotonic() < deadline, "the old worker did not exit"
+        time.sleep(0.1)
+    writer2, _ = server.device(token)
+    writer2.send(json.dumps({"type": "emotion_update", "emotion": "sad"}))
+    second = recv_json(writer2)
+    device.read_live(second["id"])
+    assert device.ids == [first["id"], second["id"]]

@@ -110,3 +110,35 @@ def test_configure_logging_redacts_the_server_handlers(app):
             assert any(isinstance(f, RedactSecrets) for f in handler.filters), name
         finally:
             logger.removeHandler(handler)
+
+
+def test_json_logs_carry_request_id_and_user_and_parse_line_by_line(server_factory):
+    server = server_factory(LOG_FORMAT="json", LOG_LEVEL="info")
+    tokens = server.login()
+    user_id = tokens["user"]["id"]
+    ws = websocket.create_connection(
+        f"{server.ws_url}?token={tokens['access_token']}", header=["X-Request-ID: phone-7f3a"], timeout=5
+    )
+    assert recv_json(ws)["type"] == "connection_established"
+    ws.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
+    recv_json(ws)
+    ws.close()
+    status, _ = server.request("GET", "/api/auth/me", token=tokens["access_token"], headers={"X-Request-ID": "web-1"})
+    assert status == 200
+    server.request("GET", "/api/auth/me", headers={"X-Request-ID": "bad id with spaces"})
+    server.stop()
+
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line, the master's included
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    socket_lines = [e for e in entries if e.get("request_id") == "phone-7f3a"]
+    messages = [e["message"] for e in socket_lines]
+    assert any(m.startswith("socket open") for m in messages), messages
+    assert any(m == "socket closed: code 1000" for m in messages), messages
+    assert all(e["user_id"] == user_id for e in socket_lines if e["message"].startswith("socket"))
+    access = [e for e in entries if e.get("request_id") == "web-1" and "/api/auth/me" in e["message"]]
+    assert access and access[0]["user_id"] == user_id and access[0]["logger"] == "gunicorn.access"
+    generated = [e for e in entries if "/api/auth/me" in e["message"] and " 401 " in e["message"]]
+    assert generated and generated[0]["request_id"] != "bad id with spaces" and len(generated[0]["request_id"]) == 16
+    text = "\n".join(lines)
+    assert tokens["access_token"] not in text and tokens["refresh_token"] not in text and PASSWORD not in text
