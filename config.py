@@ -30,6 +30,16 @@ VARIABLES = (
 )
 
 
+# The abuse limits, all off: for load tests and test suites, which play many clients from one address.
+LIMITS_OFF = {
+    "RATE_LIMIT_AUTH": "off",
+    "RATE_LIMIT_LOGIN_FAILURES": "off",
+    "RATE_LIMIT_HANDSHAKE": "off",
+    "WS_FRAME_RATE": "0",
+    "WS_MAX_SOCKETS_PER_USER": "0",
+}
+
+
 class ConfigError(RuntimeError):
     """A setting is missing or invalid; the message names the variable to fix."""
 

@@ -33,15 +33,10 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark-password"
+sys.path.insert(0, str(ROOT))
 # All load comes from one address and a few users, far above what the abuse limits let one client do:
 # the server we start has them off (--env can set them again). A server at --url needs the same.
-LIMITS_OFF = {
-    "RATE_LIMIT_AUTH": "off",
-    "RATE_LIMIT_LOGIN_FAILURES": "off",
-    "RATE_LIMIT_HANDSHAKE": "off",
-    "WS_FRAME_RATE": "0",
-    "WS_MAX_SOCKETS_PER_USER": "0",
-}
+from config import LIMITS_OFF  # noqa: E402 - the repository root is on the path from here on
 
 
 # ------------------------------------------------------------------------------------------ the server

@@ -33,13 +33,7 @@ TEST_SECRETS = {
 PASSWORD = "correct horse battery"
 # The suite plays many clients from one address: abuse limits are off unless a test sets them
 # (test_security.py does, limit by limit).
-LIMITS_OFF = {
-    "RATE_LIMIT_AUTH": "off",
-    "RATE_LIMIT_LOGIN_FAILURES": "off",
-    "RATE_LIMIT_HANDSHAKE": "off",
-    "WS_FRAME_RATE": "0",
-    "WS_MAX_SOCKETS_PER_USER": "0",
-}
+LIMITS_OFF = config.LIMITS_OFF
 
 
 # ---------------------------------------------------------------------------------------- databases
