@@ -1,7 +1,7 @@
 """`/api/ws`: the live emotion socket.
 
-The token (and `?since=`) are checked in `before_request`, so a bad one is refused with an HTTP error
-before any WebSocket handshake. After the handshake the socket gets `connection_established` with the
+The origin, the token or ticket, `?since=` and the capacity are checked in `before_request`, so a
+refused request gets an HTTP error before any WebSocket handshake. After the handshake the socket gets `connection_established` with the
 user's state, then the events it missed (with `since`), then every emotion change of its user; the
 receive loop validates frames, stores updates and answers pings.
 """
@@ -14,11 +14,11 @@ from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import logs, messages, store, tickets
-from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .auth import revocation
 from .errors import ApiError
 from .extensions import db, sock
 from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
+from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .ratelimit import FrameLimiter, handshakes_per_address
 from .security import origin_allowed
 
@@ -32,8 +32,8 @@ def authenticate():
     """Refuse the upgrade with a JSON error, before any handshake, unless the request may have a socket.
 
     In order: another site's page (403), a bad ticket or token (401), a bad `since` (400), a worker
-    that is restarting or full (503), a user with too many sockets (429). The handshake rate per address is checked before
-    all of these (ratelimit.py).
+    that is restarting or full (503), a user with too many sockets (429). The handshake rate per
+    address is checked before all of these (ratelimit.py).
     """
     origin = request.headers.get("Origin")
     if not origin_allowed(origin):
@@ -81,7 +81,9 @@ def _check_capacity(user_id):
     config = current_app.config
     hub = current_app.extensions["emotion_hub"]
     if hub.draining:
-        raise ApiError(503, "draining", "This server is restarting: connect again (another server takes over)", retry_after=1)
+        raise ApiError(
+            503, "draining", "This server is restarting: connect again (another server takes over)", retry_after=1
+        )
     if hub.count() >= config["WS_MAX_SOCKETS"]:
         log.warning("refusing a socket: this worker holds %d (WS_MAX_SOCKETS)", hub.count())
         raise ApiError(503, "server_full", "This server holds all the sockets it can: try again shortly", retry_after=5)
