@@ -15,7 +15,7 @@ from datetime import datetime
 import gevent
 
 from . import messages
-from .metrics import DATABASE_ERRORS, DELIVERIES, DELIVERY_SECONDS, QUEUE_DROPS
+from .metrics import DATABASE_ERRORS, DELIVERY_SECONDS, QUEUE_DROPS
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,6 @@ class Connection:
                 return
         self.ws.sock.send(frame)
         self.last_seq = seq
-        DELIVERIES.inc()
         DELIVERY_SECONDS.observe(max(0.0, time.time() - stored_at))
 
     def _replay(self, since=None, after_seq=None):
