@@ -30,15 +30,17 @@ def configure_security(app):
 
 def origin_allowed(origin):
     """True for requests without an Origin (not a browser), from this service's own host, or allow-listed."""
-    if origin is None:
-        return True
-    origin = origin.strip().rstrip("/").lower()
-    allowed = current_app.config["ALLOWED_ORIGINS"]
-    if "*" in allowed or origin in allowed:
+    if origin is None or _listed(origin):
         return True
     # Same origin: the page came from the host this request is addressed to (through trusted proxies,
     # the host the client asked for). The scheme is not compared: TLS often ends at the proxy.
-    return urlsplit(origin).netloc == request.host.lower()
+    return urlsplit(origin.strip().lower()).netloc == request.host.lower()
+
+
+def _listed(origin):
+    """True if ALLOWED_ORIGINS names `origin` (compared as the setting stores them) or is "*"."""
+    allowed = current_app.config["ALLOWED_ORIGINS"]
+    return "*" in allowed or origin.strip().rstrip("/").lower() in allowed
 
 
 def _cors_origin():
@@ -46,8 +48,7 @@ def _cors_origin():
     origin = request.headers.get("Origin")
     if not origin or not request.path.startswith("/api/"):
         return None
-    allowed = current_app.config["ALLOWED_ORIGINS"]
-    return origin if ("*" in allowed or origin.rstrip("/").lower() in allowed) else None
+    return origin if _listed(origin) else None
 
 
 def _headers(response):
