@@ -98,6 +98,20 @@ class Server:
                 pass
         return total
 
+    def cpu_seconds(self):
+        """CPU time (user + system) used so far by the whole process tree, or None for --url."""
+        if not self.proc:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in process_tree(self.proc.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / tick
+
     @property
     def ws_url(self):
         return self.url.replace("http://", "ws://") + "/api/ws"
@@ -180,6 +194,37 @@ async def open_device(url, token, tries=3):
             await asyncio.sleep(0.2 * (attempt + 1))
 
 
+class CpuMeter:
+    """CPU time used by the server and by this generator since it was made.
+
+    On a machine this size both compete for two cores, so CPU time per unit of work is a steadier
+    figure than latency alone, and shows which side ran out first.
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.started = time.perf_counter()
+        self.server_start = server.cpu_seconds()
+        self.self_start = self._own()
+
+    @staticmethod
+    def _own():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def read(self):
+        """Server and generator CPU seconds, and percent of one core, since start (server: None for --url)."""
+        wall = time.perf_counter() - self.started
+        server = self.server.cpu_seconds()
+        server = server - self.server_start if server is not None else None
+        own = self._own() - self.self_start
+        return {
+            "server_cpu_seconds": round(server, 2) if server is not None else None,
+            "server_cpu_percent": round(100 * server / wall, 1) if server is not None else None,
+            "generator_cpu_percent": round(100 * own / wall, 1),
+        }
+
+
 # ------------------------------------------------------------------------------------------ scenarios
 
 
@@ -217,6 +262,7 @@ async def fanout(server, users, devices, rate, duration, grace=5.0):
     print(f"{users * devices} sockets open; sending {rate:g} updates/s for {duration:g} s", file=sys.stderr, flush=True)
     total = int(rate * duration)
     interval = 1.0 / rate
+    cpu = CpuMeter(server)
     started = time.perf_counter()
     emotions = ["happy", "sad", "angry", "neutral"]
     behind = 0
@@ -238,6 +284,7 @@ async def fanout(server, users, devices, rate, duration, grace=5.0):
     deadline = time.perf_counter() + grace
     while received < expected and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
+    cpu_used = cpu.read()
     for group in sockets:
         for ws in group:
             await ws.close()
@@ -248,6 +295,9 @@ async def fanout(server, users, devices, rate, duration, grace=5.0):
         "updates_sent": total, "send_seconds": round(send_seconds, 2), "sender_fell_behind": behind,
         "deliveries_expected": expected, "deliveries": received, "lost": expected - received,
         "delivered_per_s": round(received / send_seconds, 1), "latency_ms": percentiles(latencies),
+        **cpu_used,
+        "server_cpu_us_per_update": round(1e6 * cpu_used["server_cpu_seconds"] / total)
+        if cpu_used["server_cpu_seconds"] is not None else None,
     }
 
 

@@ -72,6 +72,38 @@ class SerialSocket:
                 raise BrokenPipeError("send timed out: the peer is not reading") from None
         return len(data)
 
+    def send_nowait(self, data):
+        """Write `data` without waiting, if no other write is under way; return whether it was taken.
+
+        Usually the kernel takes a small frame whole. If it takes only part (its buffer is nearly
+        full), the rest is written by a greenlet that keeps the lock until done, so the frame still
+        goes out whole and first. Raises OSError if the connection is gone.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            sent = self._sock.send(data, 0, 0.0)  # timeout 0: raise rather than wait
+        except BlockingIOError:
+            self._lock.release()
+            return False
+        except BaseException:
+            self._lock.release()
+            raise
+        if sent == len(data):
+            self._lock.release()
+        else:
+            gevent.spawn(self._finish, memoryview(data)[sent:])
+        return True
+
+    def _finish(self, rest):
+        try:
+            with gevent.Timeout(self._timeout):
+                self._sock.sendall(rest)
+        except (gevent.Timeout, OSError):
+            self._sock.close()  # a frame cut short leaves the stream unusable
+        finally:
+            self._lock.release()
+
     def close(self):
         self._sock.close()
 
@@ -122,10 +154,25 @@ class Connection:
         self._put(text)
 
     def push_event(self, seq, frame, stored_at):
-        """Queue one of the user's events, as a ready WebSocket frame (encoded once for all devices);
-        `stored_at` (epoch seconds) is when it was committed."""
-        if not self.paused:  # a paused device fetches it from SQL when it pages on
-            self._put(("event", seq, frame, stored_at))
+        """Send or queue one of the user's events, as a ready WebSocket frame (encoded once for all
+        devices); `stored_at` (epoch seconds) is when it was committed.
+
+        The usual case, the next event of an idle connection, is written at once if the socket takes
+        it without waiting: no greenlet, no queue. Anything else goes through the queue and writer.
+        """
+        if self.paused:  # a paused device fetches it from SQL when it pages on
+            return
+        if seq == self.last_seq + 1 and self._writer is None and self._started and not self.queue and not self.closing:
+            try:
+                sent = self.ws.sock.send_nowait(frame)
+            except OSError:
+                self.abort()
+                return
+            if sent:
+                self.last_seq = seq
+                DELIVERY_SECONDS.observe(max(0.0, time.time() - stored_at))
+                return
+        self._put(("event", seq, frame, stored_at))
 
     def sync(self, since):
         """Replay the events after id `since`, as the device asked."""
