@@ -10,6 +10,7 @@ concurrent batches (other workers, other hosts) cannot deadlock on PostgreSQL.
 """
 import threading
 import time
+from collections import Counter
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, insert, select, update
@@ -22,15 +23,27 @@ MAX_BATCH = 200
 _users = User.__table__
 _events = EmotionEvent.__table__
 # Built once: SQLAlchemy then only looks up their compiled form.
-BUMP_SEQ = (
+# Each user's last_seq goes up by one; a user with n updates in the batch is in the first n rounds.
+BUMP_SEQS = (
     update(_users)
-    .where(_users.c.id == bindparam("uid"))
+    .where(_users.c.id.in_(bindparam("uids", expanding=True)))
     .values(last_seq=_users.c.last_seq + 1)
-    .returning(_users.c.last_seq)
+    .returning(_users.c.id, _users.c.last_seq)
 )
-FIND_BY_MSG_ID = select(_events).where(_events.c.user_id == bindparam("uid"), _events.c.client_msg_id == bindparam("mid"))
-GIVE_BACK_SEQ = update(_users).where(_users.c.id == bindparam("uid")).values(last_seq=_users.c.last_seq - 1)
-INSERT_EVENT = insert(_events).returning(_events.c.id)
+# PostgreSQL locks rows as an UPDATE meets them, in no set order; taking the locks first, in id
+# order, means concurrent batches (other workers, other hosts) cannot deadlock.
+LOCK_USERS = (
+    select(_users.c.id).where(_users.c.id.in_(bindparam("uids", expanding=True))).order_by(_users.c.id).with_for_update()
+)
+GIVE_BACK_SEQS = update(_users).where(_users.c.id == bindparam("uid")).values(last_seq=_users.c.last_seq - bindparam("n"))
+# A superset of the (user, client_msg_id) pairs asked about; the exact pairs are picked out in Python.
+FIND_BY_MSG_IDS = select(_events).where(
+    _events.c.user_id.in_(bindparam("uids", expanding=True)),
+    _events.c.client_msg_id.in_(bindparam("mids", expanding=True)),
+)
+# One statement for the whole batch. Rows come back in no set order (asking for one makes SQLite
+# insert row by row); (user_id, seq) is unique and tells which id is whose.
+INSERT_EVENTS = insert(_events).returning(_events.c.id, _events.c.user_id, _events.c.seq)
 
 
 class Pending:
@@ -102,8 +115,7 @@ class GroupCommitter:
         ordered = sorted(batch, key=lambda i: i.user_id)  # stable: one user's updates keep their order
         try:
             with self._engine.begin() as conn:
-                for item in ordered:
-                    item.result = self._write_one(conn, item)
+                _write_batch(conn, ordered)
         except Exception as exc:  # noqa: BLE001 - every waiting caller must get an outcome
             for item in batch:
                 item.result, item.error = None, exc
@@ -111,22 +123,59 @@ class GroupCommitter:
         # Announced only once committed, in commit order, so devices rarely see a seq out of order.
         self._publish([item.result[0] for item in ordered if item.result[1]])
 
-    @staticmethod
-    def _write_one(conn, item):
-        seq = conn.execute(BUMP_SEQ, {"uid": item.user_id}).scalar_one()
-        if item.client_msg_id is not None:
-            original = conn.execute(FIND_BY_MSG_ID, {"uid": item.user_id, "mid": item.client_msg_id}).first()
-            if original is not None:
-                conn.execute(GIVE_BACK_SEQ, {"uid": item.user_id})
-                return event_payload(original), False
+
+def _write_batch(conn, items):
+    """Store `items` (sorted by user) in the open transaction `conn`, setting each one's result.
+
+    A handful of statements per batch, however many updates it holds: the seq reservation (one
+    statement per update of the busiest user in the batch, usually one), one look-up of repeated
+    client_msg_ids, one multi-row insert.
+    """
+    wanted = Counter(item.user_id for item in items)
+    # Reserving seqs locks the users' rows: no other writer can store one of these users'
+    # client_msg_ids until this batch commits. SQLite locks the whole database at the first write
+    # instead, and a read first would only risk a "database is locked" on upgrading.
+    if conn.dialect.name != "sqlite":
+        conn.execute(LOCK_USERS, {"uids": list(wanted)})
+    last_seq = {}
+    for round_ in range(1, max(wanted.values()) + 1):
+        uids = [uid for uid, count in wanted.items() if count >= round_]
+        last_seq.update(conn.execute(BUMP_SEQS, {"uids": uids}).all())
+    next_seq = {uid: last_seq[uid] - count + 1 for uid, count in wanted.items()}
+    seen = {}  # (user, client_msg_id) -> the stored row, or the row this batch stores first
+    keyed = [item for item in items if item.client_msg_id is not None]
+    if keyed:
+        params = {"uids": list(wanted), "mids": list({item.client_msg_id for item in keyed})}
+        for row in conn.execute(FIND_BY_MSG_IDS, params):
+            seen[(row.user_id, row.client_msg_id)] = row
+    now = utcnow()
+    rows, repeats = [], []
+    for item in items:
+        key = (item.user_id, item.client_msg_id)
+        if item.client_msg_id is not None and key in seen:
+            repeats.append((item, seen[key]))  # answered with the original; uses no seq
+            continue
         row = {
             "user_id": item.user_id,
             "emotion": item.emotion,
-            "created_at": utcnow(),
+            "created_at": now,
             "client_timestamp": item.client_timestamp,
-            "seq": seq,
+            "seq": next_seq[item.user_id],
             "client_msg_id": item.client_msg_id,
         }
-        row["id"] = conn.execute(INSERT_EVENT, row).scalar_one()
-        return event_payload(SimpleNamespace(**row)), True
-
+        next_seq[item.user_id] += 1
+        rows.append((item, row))
+        if item.client_msg_id is not None:
+            seen[key] = row
+    if rows:
+        ids = {(uid, seq): event_id for event_id, uid, seq in conn.execute(INSERT_EVENTS, [row for _, row in rows])}
+        for item, row in rows:
+            row["id"] = ids[(row["user_id"], row["seq"])]
+            item.result = (event_payload(SimpleNamespace(**row)), True)
+    for item, original in repeats:
+        if isinstance(original, dict):  # stored earlier in this batch
+            original = SimpleNamespace(**original)
+        item.result = (event_payload(original), False)
+    # Repeats reserved seqs they did not use: hand those back, so seqs stay without gaps.
+    for uid, count in Counter(item.user_id for item, _ in repeats).items():
+        conn.execute(GIVE_BACK_SEQS, {"uid": uid, "n": count})
