@@ -17,7 +17,7 @@ from flask_jwt_extended import (
     jwt_required,
 )
 from flask_jwt_extended.exceptions import WrongTokenError
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import logs
@@ -180,9 +180,16 @@ def me():
     return jsonify(user.to_dict())
 
 
+# Built once (SQLAlchemy then reuses its compiled form): the user's token version, and whether the
+# token or its login session was revoked.
+REVOCATION_STATE = select(
+    User.__table__.c.token_version,
+    exists().where(RevokedToken.__table__.c.jti.in_([bindparam("jti"), bindparam("sid")])),
+).where(User.__table__.c.id == bindparam("uid"))
+
+
 def revocation(claims):
     """Why the token may no longer be used, as (error code, message); None while it may."""
-    # One query: the user's token version, and whether the token or its session was revoked.
     sub, jti, ver = claims.get("sub"), claims.get("jti"), claims.get("ver") or 0
     sid = claims.get("sid") or jti
     # Only our key signs tokens, but a malformed claim must still be a 401, never a crash.
@@ -192,9 +199,9 @@ def revocation(claims):
         and isinstance(ver, int)
     ):
         return "invalid_token", "Invalid token: malformed claims"
-    row = db.session.execute(
-        select(User.token_version, exists().where(RevokedToken.jti.in_({jti, sid}))).where(User.id == int(sub))
-    ).first()
+    # On a connection of its own, not the ORM session: this runs on every handshake and request.
+    with db.engine.connect() as conn:
+        row = conn.execute(REVOCATION_STATE, {"uid": int(sub), "jti": jti, "sid": sid}).first()
     if row is None:
         return "unknown_user", "The token's user no longer exists"
     if row[1]:

@@ -9,13 +9,13 @@ groupcommit, so that concurrent updates share a transaction.
 import logging
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ApiError
 from .extensions import db
 from .metrics import DATABASE_ERRORS
-from .models import AppState, EmotionEvent, RevokedToken, User
+from .models import AppState, EmotionEvent, RevokedToken, User, event_payload
 from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,27 @@ def current_emotion(user_id):
     return user_state(user_id)[0]
 
 
-def user_state(user_id):
+_users, _events = User.__table__, EmotionEvent.__table__
+# Built once: SQLAlchemy then reuses their compiled form (both run on every socket handshake).
+# The latest event is the one whose seq is the user's last_seq (seqs have no gaps, and pruning
+# removes a user's oldest events first, so if it is gone, so are all the others).
+USER_STATE = (
+    select(_users.c.last_seq, _events)
+    .outerjoin(_events, (_events.c.user_id == _users.c.id) & (_events.c.seq == _users.c.last_seq))
+    .where(_users.c.id == bindparam("uid"))
+)
+PRUNED_MARK = select(AppState.__table__.c.value).where(AppState.__table__.c.key == PRUNED_THROUGH)
+
+
+def user_state(user_id, conn=None):
     """What a device needs to be in sync at once: the latest event (or None) and the user's last seq.
 
-    One query: the latest event is the one whose seq is the user's last_seq (seqs have no gaps, and
-    pruning removes a user's oldest events first, so if it is gone, so are all the others).
+    One query, on `conn` if given (else the request's session).
     """
-    row = db.session.execute(
-        select(User.last_seq, EmotionEvent)
-        .outerjoin(EmotionEvent, (EmotionEvent.user_id == User.id) & (EmotionEvent.seq == User.last_seq))
-        .where(User.id == user_id)
-    ).first()
+    row = (conn or db.session).execute(USER_STATE, {"uid": user_id}).first()
     if row is None:
         return None, 0
-    return (row[1].to_dict() if row[1] is not None else None), row[0]
+    return (event_payload(row) if row.id is not None else None), row.last_seq
 
 
 def history(user_id, limit, before=None):
@@ -88,9 +95,9 @@ def events_after(user_id, limit, since_id=None, after_seq=None):
     return [event.to_dict() for event in events]
 
 
-def pruned_through():
+def pruned_through(conn=None):
     """The highest event id that pruning may have deleted (0 when nothing was ever pruned)."""
-    return db.session.scalar(select(AppState.value).where(AppState.key == PRUNED_THROUGH)) or 0
+    return (conn or db.session).execute(PRUNED_MARK).scalar() or 0
 
 
 def prune(older_than):

@@ -135,7 +135,7 @@ def emotion_socket(ws):
     devices = broker.presence_join(user_id, conn.id)
     try:
         try:
-            current, last_seq, pruned = _in_context(app, _connect_state, user_id, g.ws_since is not None)
+            current, last_seq, pruned = _connect_state(user_id, g.ws_since is not None)
         except SQLAlchemyError:
             DATABASE_ERRORS.inc()
             HANDSHAKES.labels("database_unavailable").inc()
@@ -175,8 +175,10 @@ def _in_context(app, func, *args, **kwargs):
 
 
 def _connect_state(user_id, resuming):
-    current, last_seq = store.user_state(user_id)
-    return current, last_seq, store.pruned_through() if resuming else 0
+    # A connection of its own, handed back at once: no ORM session lives as long as the socket.
+    with db.engine.connect() as conn:
+        current, last_seq = store.user_state(user_id, conn)
+        return current, last_seq, store.pruned_through(conn) if resuming else 0
 
 
 def _too_old(since):
