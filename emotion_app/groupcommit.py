@@ -13,7 +13,8 @@ import time
 from collections import Counter
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, cast, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from .models import EmotionEvent, User, event_payload
 from .timeutil import utcnow
@@ -30,10 +31,21 @@ BUMP_SEQS = (
     .values(last_seq=_users.c.last_seq + 1)
     .returning(_users.c.id, _users.c.last_seq)
 )
-# PostgreSQL locks rows as an UPDATE meets them, in no set order; taking the locks first, in id
-# order, means concurrent batches (other workers, other hosts) cannot deadlock.
-LOCK_USERS = (
-    select(_users.c.id).where(_users.c.id.in_(bindparam("uids", expanding=True))).order_by(_users.c.id).with_for_update()
+# PostgreSQL's UPDATE locks rows in whatever order it meets them; locking them first, in id order,
+# means concurrent batches (other workers, other hosts) cannot deadlock. (SQLite locks the whole
+# database instead, and its driver would not open a transaction for a statement that starts WITH.)
+_locked = (
+    select(_users.c.id)
+    .where(_users.c.id.in_(bindparam("uids", expanding=True)))
+    .order_by(_users.c.id)
+    .with_for_update()
+    .cte("locked")
+)
+BUMP_SEQS_IN_ID_ORDER = (
+    update(_users)
+    .where(_users.c.id == _locked.c.id)
+    .values(last_seq=_users.c.last_seq + 1)
+    .returning(_users.c.id, _users.c.last_seq)
 )
 GIVE_BACK_SEQS = update(_users).where(_users.c.id == bindparam("uid")).values(last_seq=_users.c.last_seq - bindparam("n"))
 # A superset of the (user, client_msg_id) pairs asked about; the exact pairs are picked out in Python.
@@ -44,6 +56,20 @@ FIND_BY_MSG_IDS = select(_events).where(
 # One statement for the whole batch. Rows come back in no set order (asking for one makes SQLite
 # insert row by row); (user_id, seq) is unique and tells which id is whose.
 INSERT_EVENTS = insert(_events).returning(_events.c.id, _events.c.user_id, _events.c.seq)
+# The same for PostgreSQL, with one array per column: the statement is the same, and short, for any
+# batch size, so psycopg converts it once; a VALUES list is a new, long statement per batch size,
+# re-parsed every time once it has more than 50 parameters.
+_PER_ROW = ("user_id", "emotion", "client_timestamp", "seq", "client_msg_id")
+_unnested = func.unnest(*[cast(bindparam(name), ARRAY(_events.c[name].type)) for name in _PER_ROW])
+_unnested = _unnested.table_valued(*_PER_ROW).render_derived()
+INSERT_EVENT_ARRAYS = (
+    insert(_events)
+    .from_select(
+        [*_PER_ROW, "created_at"],
+        select(*[_unnested.c[name] for name in _PER_ROW], bindparam("created_at", type_=_events.c.created_at.type)),
+    )
+    .returning(_events.c.id, _events.c.user_id, _events.c.seq)
+)
 
 
 class Pending:
@@ -133,14 +159,12 @@ def _write_batch(conn, items):
     """
     wanted = Counter(item.user_id for item in items)
     # Reserving seqs locks the users' rows: no other writer can store one of these users'
-    # client_msg_ids until this batch commits. SQLite locks the whole database at the first write
-    # instead, and a read first would only risk a "database is locked" on upgrading.
-    if conn.dialect.name != "sqlite":
-        conn.execute(LOCK_USERS, {"uids": list(wanted)})
+    # client_msg_ids until this batch commits.
+    bump = BUMP_SEQS if conn.dialect.name == "sqlite" else BUMP_SEQS_IN_ID_ORDER
     last_seq = {}
     for round_ in range(1, max(wanted.values()) + 1):
         uids = [uid for uid, count in wanted.items() if count >= round_]
-        last_seq.update(conn.execute(BUMP_SEQS, {"uids": uids}).all())
+        last_seq.update(conn.execute(bump, {"uids": uids}).all())
     next_seq = {uid: last_seq[uid] - count + 1 for uid, count in wanted.items()}
     seen = {}  # (user, client_msg_id) -> the stored row, or the row this batch stores first
     keyed = [item for item in items if item.client_msg_id is not None]
@@ -168,7 +192,12 @@ def _write_batch(conn, items):
         if item.client_msg_id is not None:
             seen[key] = row
     if rows:
-        ids = {(uid, seq): event_id for event_id, uid, seq in conn.execute(INSERT_EVENTS, [row for _, row in rows])}
+        if conn.dialect.name == "postgresql":
+            params = {name: [row[name] for _, row in rows] for name in _PER_ROW}
+            stored = conn.execute(INSERT_EVENT_ARRAYS, {**params, "created_at": now})
+        else:
+            stored = conn.execute(INSERT_EVENTS, [row for _, row in rows])
+        ids = {(uid, seq): event_id for event_id, uid, seq in stored}
         for item, row in rows:
             row["id"] = ids[(row["user_id"], row["seq"])]
             item.result = (event_payload(SimpleNamespace(**row)), True)

@@ -46,3 +46,33 @@ def test_a_failed_batch_reaches_every_caller():
     # The committer is not left stuck behind the failure.
     with pytest.raises(sa.exc.OperationalError):
         committer.write(1, "sad")
+
+
+def test_two_committers_on_one_database_store_every_update_of_shared_users_without_gaps(app, auth):
+    """Two processes' committers (here: two engines) storing updates of the same users at once."""
+    users = [int(auth.login()["user"]["id"]) for _ in range(4)]
+    announced = []
+    with app.app_context():
+        engines = [db.engine, sa.create_engine(db.engine.url, **app.config["SQLALCHEMY_ENGINE_OPTIONS"])]
+    committers = [GroupCommitter(engine, announced.extend) for engine in engines]
+    errors = []
+
+    def writer(n):
+        try:
+            for k in range(15):
+                # Each batch names the users in a different order and some users twice.
+                committers[n % 2].write(users[(n * 7 + k * 3) % 4], "happy", None, f"{n}-{k}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    engines[1].dispose()
+    assert errors == []
+    assert len(announced) == 12 * 15
+    for user in users:
+        seqs = sorted(e["seq"] for e in announced if e["user_id"] == str(user))
+        assert seqs == list(range(1, len(seqs) + 1))
