@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import bindparam, cast, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import NoResultFound
 
 from .models import EmotionEvent, User, event_payload
 from .timeutil import utcnow
@@ -165,6 +166,8 @@ def _write_batch(conn, items):
     for round_ in range(1, max(wanted.values()) + 1):
         uids = [uid for uid, count in wanted.items() if count >= round_]
         last_seq.update(conn.execute(bump, {"uids": uids}).all())
+    if len(last_seq) < len(wanted):
+        raise NoResultFound(f"no such user: {sorted(wanted.keys() - last_seq.keys())}")
     next_seq = {uid: last_seq[uid] - count + 1 for uid, count in wanted.items()}
     seen = {}  # (user, client_msg_id) -> the stored row, or the row this batch stores first
     keyed = [item for item in items if item.client_msg_id is not None]

@@ -1,9 +1,10 @@
 """This process's open sockets by user, each with a bounded outbound queue and its own writer.
 
-The hub never blocks: delivering puts a ready-made frame on each connection's queue. At most one writer
-greenlet per connection (started when there is something to send) does the sending, so a device that
-stops reading only ever delays itself; when its queue fills up it is disconnected, and it reconnects
-and catches up from SQL.
+The hub never blocks. Delivering writes a ready-made frame straight to each idle connection whose
+socket takes it without waiting (the usual case); anything else goes on the connection's queue, which
+at most one writer greenlet per connection (started when there is something to send) works through.
+So a device that stops reading only ever delays itself; when its queue fills up it is disconnected,
+and it reconnects and catches up from SQL.
 """
 import logging
 import threading
@@ -114,8 +115,10 @@ class SerialSocket:
 class Connection:
     """One open WebSocket of one user: its identity, outbound queue and writer greenlet.
 
-    The writer greenlet exists only while there is something to send: an idle socket costs no greenlet
-    of ours, and sending stays serialised because there is never more than one writer. It sends the user's events in `seq` order, each once: an event already sent is skipped, and
+    The writer greenlet exists only while there is something queued: an idle socket costs no greenlet
+    of ours, and sending stays serialised because there is never more than one writer (and an event is
+    written directly only when nothing is queued and no writer runs). Events go out in `seq` order,
+    each once: an event already sent is skipped, and
     a gap (an event arrived before one published earlier elsewhere, or a missed broker message) is
     filled from SQL through `fetch` before going on. Replays (`since`) come from SQL the same way.
     """

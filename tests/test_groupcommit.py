@@ -76,3 +76,15 @@ def test_two_committers_on_one_database_store_every_update_of_shared_users_witho
     for user in users:
         seqs = sorted(e["seq"] for e in announced if e["user_id"] == str(user))
         assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_an_update_for_a_missing_user_fails_its_batch_and_stores_nothing(app, auth):
+    user = int(auth.login()["user"]["id"])
+    announced = []
+    with app.app_context():
+        committer = GroupCommitter(db.engine, announced.extend)
+        with pytest.raises(sa.exc.SQLAlchemyError):
+            committer.write(user + 1000, "happy")
+        event, created = committer.write(user, "happy")  # the committer goes on
+        assert created and event["seq"] == 1 and announced == [event]
+        assert db.session.scalar(sa.text("SELECT count(*) FROM emotion_events")) == 1
