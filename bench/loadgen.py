@@ -6,7 +6,12 @@ Scenarios (each prints one JSON line, then a readable summary):
               open-loop rate R for T seconds; every device times each update from send to receipt.
   idle        open C sockets in batches, hold them, report how many succeeded and the server's memory
               per socket (RSS of the whole gunicorn process tree, before and after).
-  handshakes  connect + authenticate + first frame, as many per second as N concurrent clients manage.
+  handshakes  connect + authenticate + first frame, as many per second as N concurrent clients manage
+              (a raw-socket client, so that the generator is not what limits the figure).
+
+Runs against a server it started also report the CPU time the server and the generator used
+(server_cpu_percent, generator_cpu_percent; fanout also server_cpu_us_per_update): on a small
+machine both compete for the same cores, and these tell which side ran out first.
 
 By default it starts its own server (gunicorn + gevent, as `scripts/serve.sh` does) on a free port of
 127.0.0.1 with a fresh SQLite database; `--env KEY=VALUE` configures it (e.g. DATABASE_URL, REDIS_URL,

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import logs
 from .errors import ApiError, error_response
-from .extensions import db, jwt
+from .extensions import db, jwt, read_connection
 from .http import invalid_fields, json_object
 from .models import RevokedToken, User
 from .passwords import check_password, hash_password
@@ -200,7 +200,7 @@ def revocation(claims):
     ):
         return "invalid_token", "Invalid token: malformed claims"
     # On a connection of its own, not the ORM session: this runs on every handshake and request.
-    with db.engine.connect() as conn:
+    with read_connection() as conn:
         row = conn.execute(REVOCATION_STATE, {"uid": int(sub), "jti": jti, "sid": sid}).first()
     if row is None:
         return "unknown_user", "The token's user no longer exists"

@@ -24,3 +24,12 @@ jwt = JWTManager()
 sock = Sock()
 # Limits are declared per route (see ratelimit.py); storage and options come from the app's config.
 limiter = Limiter(key_func=get_remote_address)
+
+
+def read_connection():
+    """A pooled connection for a quick read outside the ORM session, without a transaction around it.
+
+    Each statement sees what is committed when it runs; PostgreSQL is spared the BEGIN and the ROLLBACK
+    (two round trips) that would wrap a one-query transaction.
+    """
+    return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import logs, messages, store, tickets
 from .auth import revocation
 from .errors import ApiError
-from .extensions import db, sock
+from .extensions import db, read_connection, sock
 from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
 from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .ratelimit import FrameLimiter, handshakes_per_address
@@ -176,7 +176,7 @@ def _in_context(app, func, *args, **kwargs):
 
 def _connect_state(user_id, resuming):
     # A connection of its own, handed back at once: no ORM session lives as long as the socket.
-    with db.engine.connect() as conn:
+    with read_connection() as conn:
         current, last_seq = store.user_state(user_id, conn)
         return current, last_seq, store.pruned_through(conn) if resuming else 0
 

@@ -23,6 +23,8 @@ def test_fanout_smoke():
     assert result["updates_sent"] == 20
     assert result["deliveries_expected"] == 60 and result["lost"] == 0
     assert set(result["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    # The CPU time of the server it started is measured (None would mean it was not).
+    assert isinstance(result["server_cpu_us_per_update"], int) and result["server_cpu_seconds"] >= 0
 
 
 def test_idle_smoke():
@@ -34,6 +36,7 @@ def test_idle_smoke():
 def test_handshakes_smoke():
     result = run_bench("handshakes", "--concurrency", "2", "--duration", "1", "--users", "2")
     assert result["handshakes"] > 0 and result["failures"] == 0
+    assert result["server_cpu_seconds"] > 0 and result["generator_cpu_percent"] >= 0
 
 
 @pytest.mark.parametrize(

@@ -9,26 +9,36 @@ from emotion_app.groupcommit import GroupCommitter
 from tests.conftest import Auth
 
 
+def run_writers(count, write, timeout=60):
+    """Run `write(n)` for n in range(count), each in its own thread, at once; return what they raised."""
+    errors = []
+
+    def run(n):
+        try:
+            write(n)
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return errors
+
+
 def test_concurrent_writes_get_gapless_seqs_and_are_announced_in_order(app, auth):
     users = [int(auth.login()["user"]["id"]) for _ in range(3)]
     announced = []
     with app.app_context():
         committer = GroupCommitter(db.engine, announced.extend)
-    results, errors = [], []
+    results = []
 
     def writer(n):
-        try:
-            for k in range(10):
-                results.append(committer.write(users[(n + k) % 3], "happy", None, f"{n}-{k}"))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for k in range(10):
+            results.append(committer.write(users[(n + k) % 3], "happy", None, f"{n}-{k}"))
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
+    assert run_writers(8, writer) == []
     assert len(results) == 80 and all(created for _, created in results)
     assert sorted(e["id"] for e in announced) == sorted(e["id"] for e, _ in results)
     for user in users:
@@ -55,21 +65,13 @@ def test_two_committers_on_one_database_store_every_update_of_shared_users_witho
     with app.app_context():
         engines = [db.engine, sa.create_engine(db.engine.url, **app.config["SQLALCHEMY_ENGINE_OPTIONS"])]
     committers = [GroupCommitter(engine, announced.extend) for engine in engines]
-    errors = []
 
     def writer(n):
-        try:
-            for k in range(15):
-                # Each batch names the users in a different order and some users twice.
-                committers[n % 2].write(users[(n * 7 + k * 3) % 4], "happy", None, f"{n}-{k}")
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for k in range(15):
+            # Each batch names the users in a different order and some users twice.
+            committers[n % 2].write(users[(n * 7 + k * 3) % 4], "happy", None, f"{n}-{k}")
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = run_writers(12, writer, timeout=120)
     engines[1].dispose()
     assert errors == []
     assert len(announced) == 12 * 15
