@@ -350,8 +350,9 @@ async def idle(server, sockets_wanted, batch, hold, users):
     }
 
 
-# A client close frame (code 1000), masked as RFC 6455 requires of clients.
-_CLOSE_FRAME = bytes((0x88, 0x82, 0x37, 0xFA, 0x21, 0x3D)) + bytes(a ^ b for a, b in zip((0x03, 0xE8), (0x37, 0xFA)))
+# A client close frame (FIN + close, masked, 2 bytes: code 1000), masked as RFC 6455 requires of clients.
+_MASK = bytes((0x37, 0xFA, 0x21, 0x3D))
+_CLOSE_FRAME = bytes((0x88, 0x82)) + _MASK + bytes(b ^ m for b, m in zip((1000).to_bytes(2, "big"), _MASK))
 
 
 async def raw_handshake(host, port, path):
