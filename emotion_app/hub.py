@@ -172,8 +172,7 @@ class Connection:
                 self.abort()
                 return
             if sent:
-                self.last_seq = seq
-                DELIVERY_SECONDS.observe(max(0.0, time.time() - stored_at))
+                self._delivered(seq, stored_at)
                 return
         self._put(("event", seq, frame, stored_at))
 
@@ -260,6 +259,10 @@ class Connection:
             if seq <= self.last_seq or self.paused:
                 return
         self.ws.sock.send(frame)
+        self._delivered(seq, stored_at)
+
+    def _delivered(self, seq, stored_at):
+        """Note that event `seq`, committed at `stored_at`, went out on this socket."""
         self.last_seq = seq
         DELIVERY_SECONDS.observe(max(0.0, time.time() - stored_at))
 

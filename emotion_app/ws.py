@@ -230,7 +230,7 @@ def _handle(app, conn, data):
         if frame["type"] == "ping":
             return messages.pong(frame.get("timestamp"))
         if frame["type"] == "sync":
-            return _sync(app, conn, messages.parse_since(frame.get("since")))
+            return _sync(conn, messages.parse_since(frame.get("since")))
         emotion, client_timestamp, client_msg_id = messages.validate_update(frame, app.config["EMOTIONS"])
     except messages.FrameError as exc:
         if exc.code in messages.UNPARSED:
@@ -248,9 +248,10 @@ def _handle(app, conn, data):
     return None
 
 
-def _sync(app, conn, since):
+def _sync(conn, since):
     try:
-        pruned = _in_context(app, store.pruned_through)
+        with read_connection() as db_conn:
+            pruned = store.pruned_through(db_conn)
     except SQLAlchemyError:
         DATABASE_ERRORS.inc()
         return messages.error("Database unavailable, try again", code="database_unavailable")

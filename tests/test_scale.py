@@ -210,6 +210,13 @@ def test_database_outage_gives_clear_errors_and_recovers(server_factory, postgre
         "code": "database_unavailable",
     }
     assert_quiet(ws)  # the socket stays open
+    ws.send(json.dumps({"type": "sync", "since": 0}))
+    assert recv_json(ws, timeout=15) == {
+        "type": "error",
+        "message": "Database unavailable, try again",
+        "code": "database_unavailable",
+    }
+    assert_quiet(ws)
     for method, path, body in [
         ("POST", "/api/emotions", {"emotion": "sad"}),
         ("GET", "/api/emotions/current", None),
