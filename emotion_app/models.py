@@ -51,6 +51,8 @@ class EmotionEvent(db.Model):
     # Every read is "this user's events by id (or seq)": current, history pages, replays, catch-up.
     __table_args__ = (
         Index("ix_emotion_events_user_id_id", "user_id", "id"),
+        # Statistics and export read one user's events by time range.
+        Index("ix_emotion_events_user_id_created_at", "user_id", "created_at"),
         UniqueConstraint("user_id", "seq", name="uq_emotion_events_user_id_seq"),
         UniqueConstraint("user_id", "client_msg_id", name="uq_emotion_events_user_id_client_msg_id"),
         # Without AUTOINCREMENT SQLite reuses the ids of deleted rows: ids must only ever grow.
@@ -67,6 +69,8 @@ class EmotionEvent(db.Model):
     seq: Mapped[int] = mapped_column(BigInteger)
     # Chosen by the device; a repeat of it stores nothing new.
     client_msg_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The name the device that set it gave itself (null when it gave none).
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def to_dict(self):
         """The event as pushed to devices and returned over HTTP."""
