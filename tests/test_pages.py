@@ -1,6 +1,11 @@
-"""The browser test page at `/` and its static files."""
+"""The page at `/` and its static files, read as files (tests/test_browser.py uses them in a browser)."""
+import hashlib
 import re
+from pathlib import Path
 from html.parser import HTMLParser
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = ROOT / "emotion_app" / "static"
 
 
 class PageParser(HTMLParser):
@@ -48,11 +53,12 @@ def test_index_has_a_button_per_emotion(client):
         assert emotion in buttons, f"no button for {emotion!r}"
 
 
-def test_index_loads_script_and_stylesheet_from_static(client):
+def test_index_loads_its_modules_the_chart_library_and_the_stylesheet_from_static(client):
     parser = parse_index(client)
-    scripts = [attrs.get("src") for tag, attrs in parser.tags if tag == "script"]
+    scripts = {attrs.get("src"): attrs for tag, attrs in parser.tags if tag == "script"}
     sheets = [attrs.get("href") for tag, attrs in parser.tags if tag == "link" and attrs.get("rel") == "stylesheet"]
-    assert "/static/app.js" in scripts
+    assert scripts["/static/js/main.js"].get("type") == "module"
+    assert "defer" in scripts["/static/vendor/chart.umd.min.js"]
     assert "/static/style.css" in sheets
 
 
@@ -70,34 +76,61 @@ def test_index_is_compatible_with_a_strict_content_security_policy(client):
             assert not (attrs.get(name) or "").strip().lower().startswith("javascript:")
 
 
+def _static(client, path):
+    response = client.get(path)
+    assert response.status_code == 200, path
+    text = response.get_data(as_text=True)
+    response.close()
+    return response, text
+
+
+def _scripts():
+    return sorted((STATIC / "js").rglob("*.js"))
+
+
 def test_static_files_are_served(client):
-    for path, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
-        response = client.get(path)
-        assert response.status_code == 200, path
+    files = [("/static/style.css", "text/css"), ("/static/vendor/chart.umd.min.js", "javascript")]
+    files += [(f"/static/{path.relative_to(STATIC).as_posix()}", "javascript") for path in _scripts()]
+    assert len(files) >= 10
+    for path, kind in files:
+        response, text = _static(client, path)
         assert kind in response.content_type, path
-        assert response.data.strip()
-        response.close()
+        assert text.strip(), path
 
 
-def test_connection_card_has_device_count_and_reconnect_controls(client):
-    parser = parse_index(client)
-    by_id = {attrs["id"]: (tag, attrs) for tag, attrs in parser.tags if attrs.get("id")}
-    assert "devices" in by_id, "no element for the number of connected devices"
-    assert "retry-info" in by_id, "no element for the reconnect countdown"
-    tag, attrs = by_id["reconnect-now"]
-    assert tag == "button" and attrs.get("type") == "button"
-    assert "hidden" in by_id["retry"][1], "the reconnect box is shown only while waiting to reconnect"
+def test_modules_import_only_modules_that_exist_and_nothing_from_other_hosts():
+    for path in _scripts():
+        source = path.read_text()
+        for target in re.findall(r'^import .* from "([^"]+)";$', source, re.M):
+            assert target.startswith("./") or target.startswith("../"), f"{path.name} imports {target}"
+            assert (path.parent / target).resolve().is_file(), f"{path.name} imports missing {target}"
+        assert not re.search(r"https?://", source), f"{path.name} names another host"
 
 
-def test_every_element_the_script_looks_up_is_on_the_page(client):
+def test_the_socket_module_is_a_library_without_the_page():
+    """The browser client library depends on nothing of the page: no DOM look-ups, no imports."""
+    source = (STATIC / "js" / "socket.js").read_text()
+    assert not re.search(r"^import ", source, re.M)
+    assert "document." not in source and "getElementById" not in source
+
+
+def test_the_vendored_chart_library_matches_its_pinned_checksum():
+    script = (ROOT / "scripts" / "vendor-chartjs.sh").read_text()
+    pinned = re.search(r"^SHA256=([0-9a-f]{64})$", script, re.M).group(1)
+    vendored = STATIC / "vendor" / "chart.umd.min.js"
+    assert hashlib.sha256(vendored.read_bytes()).hexdigest() == pinned
+    assert "MIT" in (STATIC / "vendor" / "chart.js.LICENSE.md").read_text()
+
+
+def test_every_element_the_scripts_look_up_is_on_the_page(client):
     parser = parse_index(client)
     ids = {attrs["id"] for _tag, attrs in parser.tags if attrs.get("id")}
-    response = client.get("/static/app.js")
-    script = response.get_data(as_text=True)
-    response.close()
-    wanted = set(re.findall(r'\$\("([\w-]+)"\)', script))
-    assert wanted, "app.js looks up no elements by id"
-    assert wanted <= ids, f"app.js looks up ids missing from the page: {sorted(wanted - ids)}"
+    wanted = set()
+    for path in _scripts():
+        source = path.read_text()
+        wanted |= set(re.findall(r'(?:\$|getElementById)\("([\w-]+)"\)', source))
+    assert len(wanted) > 20, "the scripts look up no elements by id"
+    assert wanted <= ids, f"the scripts look up ids missing from the page: {sorted(wanted - ids)}"
 
 
 def test_ids_are_unique(client):
@@ -106,7 +139,9 @@ def test_ids_are_unique(client):
     assert len(ids) == len(set(ids))
 
 
-def test_the_page_opens_sockets_with_tickets_never_with_its_token(client):
-    script = client.get("/static/app.js").get_data(as_text=True)
-    assert "/api/ws-ticket" in script and "/api/ws?ticket=" in script
-    assert "?token=" not in script and "&token=" not in script
+def test_the_page_opens_sockets_with_tickets_never_with_its_token():
+    main = (STATIC / "js" / "main.js").read_text()
+    socket = (STATIC / "js" / "socket.js").read_text()
+    assert "ticket: () => api.ticket()" in main and "token:" not in main
+    assert "/api/ws-ticket" in (STATIC / "js" / "api.js").read_text()
+    assert "`ticket=${" in socket

@@ -1,0 +1,397 @@
+"""The page, used the way a person uses it: headless Chromium (Debian's, driven by Playwright) against a
+real gunicorn server, one browser context per device.
+
+Every page is watched for the whole test: a console error, an uncaught exception, a Content-Security-
+Policy violation or a request to any other host fails the test (browser network errors are allowed
+only while a test has taken the server down on purpose).
+"""
+import csv
+import io
+import json
+import re
+import shutil
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TZ = "Europe/Paris"
+# Reported by the page itself, so that a violation shows up even where Chromium logs nothing.
+WATCH_CSP = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline code"}`);
+});
+"""
+# What Chromium logs when the server is unreachable or restarting: allowed only during an outage.
+OUTAGE_NOISE = re.compile(
+    r"net::ERR_CONNECTION_REFUSED|net::ERR_CONNECTION_RESET|net::ERR_EMPTY_RESPONSE|WebSocket connection to .* failed"
+    r"|status of 503"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless; every context it opens is a fresh profile."""
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+class Device:
+    """One device of a user: a browser context with the page open, and what went wrong in it."""
+
+    def __init__(self, browser, server, width=1200, height=900):
+        self.server = server
+        self.context = browser.new_context(
+            timezone_id=TZ, locale="en-GB", viewport={"width": width, "height": height}, accept_downloads=True
+        )
+        self.context.add_init_script(WATCH_CSP)
+        self.page = self.context.new_page()
+        self.problems = []
+        self.outage = False
+        self.closed = False
+        self.page.on("console", self._on_console)
+        self.page.on("pageerror", lambda error: self.problems.append(f"uncaught: {error}"))
+        self.page.on("request", self._on_request)
+        self.page.goto(server.url + "/")
+
+    def _on_console(self, message):
+        if message.type != "error":
+            return
+        if self.outage and OUTAGE_NOISE.search(message.text):
+            return
+        self.problems.append(f"console: {message.text}")
+
+    def _on_request(self, request):
+        if not re.match(rf"(https?|wss?)://127\.0\.0\.1:{self.server.port}/|(blob|data):", request.url):
+            self.problems.append(f"request to another host: {request.url}")
+
+    def log_in(self, username, password=PASSWORD, register=False):
+        page = self.page
+        page.fill("#auth-username", username)
+        page.fill("#auth-password", password)
+        page.click("button[value=register]" if register else "button[value=login]")
+        expect(page.locator("#app")).to_be_visible()
+        self.expect_online()
+
+    def expect_online(self, timeout=10_000):
+        expect(self.page.locator("#status")).to_have_text("Online", timeout=timeout)
+
+    def rename(self, name):
+        self.page.fill("#device-name", name)
+        self.page.click("#device-form button")
+        self.expect_online()
+
+    def set_emotion(self, emotion):
+        self.page.click(f"#now [data-emotion={emotion}]")
+
+    def expect_now(self, emotion, timeout=5_000):
+        expect(self.page.locator("#now-emotion")).to_have_text(emotion.capitalize(), timeout=timeout)
+
+    def entries(self):
+        """The timeline's event ids, top to bottom."""
+        return [int(i) for i in self.page.locator("#timeline-days .entry").evaluate_all(
+            "items => items.map((item) => item.dataset.eventId)")]
+
+    def device_names(self):
+        return self.page.locator("#device-list .device-name").all_inner_texts()
+
+    @contextmanager
+    def server_down(self):
+        """Allow the browser's own network errors while the test keeps the server down."""
+        self.outage = True
+        try:
+            yield
+        finally:
+            self.outage = False
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.context.close()
+
+
+@pytest.fixture
+def devices(browser):
+    """Open devices with `devices(server)`; each must end the test without a problem."""
+    opened = []
+
+    def open_device(server, **kwargs):
+        device = Device(browser, server, **kwargs)
+        opened.append(device)
+        return device
+
+    yield open_device
+    problems = [problem for device in opened for problem in device.problems]
+    for device in opened:
+        device.close()
+    assert problems == [], "the page reported problems:\n" + "\n".join(problems)
+
+
+def new_username():
+    return f"user_{uuid.uuid4().hex[:10]}"
+
+
+def register(server):
+    """A new user registered over the API; returns (username, user id)."""
+    body = server.login()
+    return body["user"]["username"], int(body["user"]["id"])
+
+
+def seed(server, user_id, moments):
+    """Store events of `user_id` at known times, as a history the API would have stamped then.
+
+    `moments` is [(aware datetime, emotion, device)], oldest first. The API stamps the server's clock,
+    so a history in the past is written to the database directly (seqs without gaps, as the store does).
+    """
+    engine = sa.create_engine(server.env["DATABASE_URL"])
+    with engine.begin() as conn:
+        last = conn.execute(sa.text("SELECT last_seq FROM users WHERE id = :u"), {"u": user_id}).scalar()
+        for seq, (at, emotion, device) in enumerate(moments, start=last + 1):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO emotion_events (user_id, emotion, created_at, seq, device) "
+                    "VALUES (:u, :e, :t, :s, :d)"
+                ),
+                {"u": user_id, "e": emotion, "t": at.astimezone(timezone.utc).replace(tzinfo=None), "s": seq, "d": device},
+            )
+        conn.execute(sa.text("UPDATE users SET last_seq = :s WHERE id = :u"), {"s": last + len(moments), "u": user_id})
+    engine.dispose()
+
+
+def history(server, token):
+    """Every stored event of the token's user, newest first (all pages)."""
+    events, before = [], None
+    while True:
+        status, page = server.request("GET", "/api/emotions?limit=100" + (f"&before={before}" if before else ""), token=token)
+        assert status == 200, page
+        events += page["events"]
+        before = page["next_before"]
+        if before is None:
+            return events
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+
+def test_register_log_out_and_log_in_again(live_server, devices):
+    device = devices(live_server)
+    username = new_username()
+    device.log_in(username, register=True)
+    expect(device.page.locator("#username")).to_have_text(username)
+    device.page.click("#logout")
+    expect(device.page.locator("#auth")).to_be_visible()
+    expect(device.page.locator("#notice")).to_have_text("Logged out.")
+    device.log_in(username)
+    expect(device.page.locator("#now-emotion")).to_have_text("No emotion set yet")
+
+
+def test_two_devices_of_a_user_see_each_others_updates_and_presence(live_server, devices):
+    username, _ = register(live_server)
+    laptop, phone = devices(live_server), devices(live_server, width=390, height=844)
+    stranger = devices(live_server)
+    laptop.log_in(username)
+    laptop.rename("Laptop")
+    phone.log_in(username)
+    # A name is shown as text, never as markup.
+    phone.rename("Pixel <b>8</b>")
+    stranger.log_in(new_username(), register=True)
+
+    for device in (laptop, phone):
+        expect(device.page.locator("#device-list .device-name")).to_have_count(2)
+        assert sorted(device.device_names()) == ["Laptop", "Pixel <b>8</b>"]
+        assert device.page.locator("#device-list b").count() == 0
+    expect(laptop.page.locator("#device-list .device", has_text="Laptop")).to_contain_text("this device")
+
+    laptop.set_emotion("happy")
+    phone.expect_now("happy", timeout=1_000)
+    expect(phone.page.locator("#now-meta")).to_contain_text("from Laptop")
+    # A key press sets an emotion too (2 is the second of the vocabulary: sad).
+    phone.page.locator("body").press("2")
+    laptop.expect_now("sad", timeout=1_000)
+    expect(laptop.page.locator("#now-meta")).to_contain_text("from Pixel <b>8</b>")
+    expect(laptop.page.locator("#timeline-days .entry")).to_have_count(2)
+    assert laptop.entries() == phone.entries()
+
+    # The other user sees none of it: no emotion, no entries, only their own device.
+    expect(stranger.page.locator("#now-emotion")).to_have_text("No emotion set yet")
+    assert stranger.page.locator("#timeline-days .entry").count() == 0
+    assert len(stranger.device_names()) == 1
+
+    phone.close()
+    expect(laptop.page.locator("#device-list .device-name")).to_have_count(1)
+    assert laptop.device_names() == ["Laptop"]
+
+
+def test_an_update_made_while_the_server_restarts_shows_once_after_reconnecting(server_factory, devices):
+    server = server_factory()
+    # A second server on the same database stays up while the first one restarts.
+    other = server_factory(DATABASE_URL=server.env["DATABASE_URL"])
+    username, _ = register(server)
+    token = other.login(username)["access_token"]
+    device = devices(server)
+    device.log_in(username)
+    device.set_emotion("happy")
+    device.expect_now("happy")
+
+    with device.server_down():
+        server.stop()  # SIGTERM: the socket is closed with 1012
+        expect(device.page.locator("#status")).not_to_have_text("Online")
+        status, event = other.request("POST", "/api/emotions", {"emotion": "surprised"}, token=token)
+        assert status == 201, event
+        server.start()
+        device.expect_online(timeout=40_000)
+    device.expect_now("surprised")
+    stored = [e["id"] for e in history(server, token)]
+    expect(device.page.locator("#timeline-days .entry")).to_have_count(len(stored))
+    assert device.entries() == stored  # each event once, newest first
+
+
+def test_an_emotion_chosen_while_offline_is_stored_once_when_back(server_factory, devices):
+    server = server_factory()
+    username, _ = register(server)
+    token = server.login(username)["access_token"]
+    device = devices(server)
+    device.log_in(username)
+
+    with device.server_down():
+        server.stop()
+        expect(device.page.locator("#status")).not_to_have_text("Online")
+        device.set_emotion("angry")
+        expect(device.page.locator("#now-pending")).to_contain_text("Angry: will be sent when the connection is back")
+        server.start()
+        device.expect_online(timeout=40_000)
+        device.expect_now("angry")
+        expect(device.page.locator("#now-pending")).to_be_hidden()
+        # Once confirmed, it is not sent again by the next reconnect.
+        server.stop()
+        expect(device.page.locator("#status")).not_to_have_text("Online")
+        server.start()
+        device.expect_online(timeout=40_000)
+    events = history(server, token)
+    assert [e["emotion"] for e in events] == ["angry"]
+    assert events[0]["client_msg_id"]
+    assert device.entries() == [events[0]["id"]]
+
+
+def test_chart_and_summary_show_the_durations_of_a_known_history(live_server, devices):
+    username, user_id = register(live_server)
+    paris = ZoneInfo(TZ)
+    day = (datetime.now(paris) - timedelta(days=2)).replace(hour=8, minute=0, second=0, microsecond=0)
+    seed(live_server, user_id, [
+        (day, "happy", "Laptop"),                          # happy 08:00-11:00 (3 h)
+        (day + timedelta(hours=3), "sad", "Phone"),        # sad 11:00-12:30 (1.5 h)
+        (day + timedelta(hours=4, minutes=30), "happy", None),  # happy 12:30-13:00 (0.5 h)
+        (day + timedelta(hours=5), "neutral", "Laptop"),   # neutral from 13:00 on, until now
+    ])
+    device = devices(live_server)
+    device.log_in(username)
+    summary = device.page.locator("#summary-rows")
+    expect(summary.locator("tr")).to_have_count(3)
+    expect(summary.locator("tr[data-emotion=happy] .time")).to_have_text("3 h 30 min")
+    expect(summary.locator("tr[data-emotion=sad] .time")).to_have_text("1 h 30 min")
+    expect(summary.locator("tr[data-emotion=happy] .longest")).to_contain_text("3 h (from")
+    # The emotion in force now is the longest: it has lasted since 13:00 two days ago.
+    expect(summary.locator("tr").first).to_have_attribute("data-emotion", "neutral")
+
+    chart = device.page.evaluate("""() => {
+        const chart = Chart.getChart(document.getElementById("chart"));
+        return {labels: chart.data.labels, series: chart.data.datasets.map((d) => [d.label, d.data])};
+    }""")
+    assert len(chart["labels"]) == 7
+    series = {label.split(" ", 1)[1]: data for label, data in chart["series"]}
+    assert set(series) == {"Happy", "Sad", "Neutral"}
+    index = 4  # the seeded day, among the last 7 (today is the 7th)
+    assert series["Happy"][index] == 3.5
+    assert series["Sad"][index] == 1.5
+    assert series["Neutral"][index] == 11  # 13:00 to midnight
+    assert series["Neutral"][index + 1] == 24
+    assert all(value == 0 for name in ("Happy", "Sad") for i, value in enumerate(series[name]) if i != index)
+
+    device.page.click("#stats [data-days='30']")
+    expect(device.page.locator("#stats [data-days='30']")).to_have_attribute("aria-pressed", "true")
+    device.page.wait_for_function("Chart.getChart(document.getElementById('chart')).data.labels.length === 30")
+
+
+def test_the_timeline_pages_back_as_it_scrolls_grouped_by_day(live_server, devices):
+    username, user_id = register(live_server)
+    paris = ZoneInfo(TZ)
+    start = datetime.now(paris) - timedelta(days=4)
+    emotions = ["happy", "sad", "neutral", "angry"]
+    seed(live_server, user_id, [(start + timedelta(minutes=45 * i), emotions[i % 4], None) for i in range(120)])
+    token = live_server.login(username)["access_token"]
+    stored = [e["id"] for e in history(live_server, token)]
+
+    device = devices(live_server, width=390, height=844)
+    device.log_in(username)
+    entries = device.page.locator("#timeline-days .entry")
+    expect(entries).to_have_count(50)
+    for count in (100, 120):
+        device.page.locator("#timeline-more").scroll_into_view_if_needed()
+        expect(entries).to_have_count(count)
+    expect(device.page.locator("#timeline-end")).to_be_visible()
+    assert device.entries() == stored
+    days = device.page.locator("#timeline-days section.day").evaluate_all("s => s.map((d) => d.dataset.day)")
+    expected_days = sorted({(start + timedelta(minutes=45 * i)).strftime("%Y-%m-%d") for i in range(120)}, reverse=True)
+    assert days == expected_days
+    expect(device.page.locator("#timeline-days h3").first).to_have_text("Today")
+
+
+def test_export_downloads_what_was_stored(live_server, devices):
+    username, _ = register(live_server)
+    token = live_server.login(username)["access_token"]
+    device = devices(live_server)
+    device.log_in(username)
+    device.rename("Work laptop, desk 3")
+    for emotion in ("happy", "sad", "happy"):
+        device.set_emotion(emotion)
+        device.expect_now(emotion)
+    expect(device.page.locator("#timeline-days .entry")).to_have_count(3)
+    stored = list(reversed(history(live_server, token)))
+
+    with device.page.expect_download() as info:
+        device.page.click("#export-csv")
+    download = info.value
+    assert download.suggested_filename.endswith(".csv")
+    rows = list(csv.DictReader(io.StringIO(open(download.path(), encoding="utf-8").read())))
+    assert [(int(r["id"]), r["emotion"], r["device"], r["timestamp"]) for r in rows] == [
+        (e["id"], e["emotion"], "Work laptop, desk 3", e["timestamp"]) for e in stored
+    ]
+
+    with device.page.expect_download() as info:
+        device.page.click("#export-json")
+    assert json.load(open(info.value.path(), encoding="utf-8")) == stored
+
+
+@pytest.mark.parametrize("width", [1200, 390])
+def test_main_views_have_no_serious_accessibility_findings(live_server, devices, width):
+    username, _ = register(live_server)
+    device = devices(live_server, width=width, height=900)
+    axe = Axe()
+    serious = lambda results: [  # noqa: E731
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious(axe.run(device.page)) == []  # the login form
+    device.log_in(username)
+    device.set_emotion("happy")
+    device.expect_now("happy")
+    device.page.click("#developer summary")
+    expect(device.page.locator("#summary-rows tr")).to_have_count(1)
+    assert serious(axe.run(device.page)) == []  # now, devices, statistics, timeline, developer panel
