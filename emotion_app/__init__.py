@@ -10,7 +10,7 @@ from sqlalchemy.pool import QueuePool
 
 import config
 
-from . import auth, devices, emotions, health, pages, tickets, ws
+from . import auth, devices, emotions, health, insights, pages, tickets, ws
 from .commands import prune_command
 from .broker import create_broker
 from .errors import register_error_handlers
@@ -49,6 +49,7 @@ def create_app(overrides=None):
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(emotions.bp)
+    app.register_blueprint(insights.bp)
     app.register_blueprint(devices.bp)
     app.register_blueprint(tickets.bp)
     app.register_blueprint(ws.bp)
