@@ -16,11 +16,13 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import PASSWORD
+from conftest import PASSWORD, TEST_SECRETS
+from emotion_app import create_app
+from emotion_app.extensions import db
+from seed import seed_events
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -154,24 +156,14 @@ def register(server):
 
 
 def seed(server, user_id, moments):
-    """Store events of `user_id` at known times, as a history the API would have stamped then.
+    """Store events of `user_id` at known times: `moments` is [(aware datetime, emotion, device)], oldest first.
 
-    `moments` is [(aware datetime, emotion, device)], oldest first. The API stamps the server's clock,
-    so a history in the past is written to the database directly (seqs without gaps, as the store does).
+    The API stamps the server's clock, so a history in the past is written to the server's database.
     """
-    engine = sa.create_engine(server.env["DATABASE_URL"])
-    with engine.begin() as conn:
-        last = conn.execute(sa.text("SELECT last_seq FROM users WHERE id = :u"), {"u": user_id}).scalar()
-        for seq, (at, emotion, device) in enumerate(moments, start=last + 1):
-            conn.execute(
-                sa.text(
-                    "INSERT INTO emotion_events (user_id, emotion, created_at, seq, device) "
-                    "VALUES (:u, :e, :t, :s, :d)"
-                ),
-                {"u": user_id, "e": emotion, "t": at.astimezone(timezone.utc).replace(tzinfo=None), "s": seq, "d": device},
-            )
-        conn.execute(sa.text("UPDATE users SET last_seq = :s WHERE id = :u"), {"s": last + len(moments), "u": user_id})
-    engine.dispose()
+    app = create_app({"SQLALCHEMY_DATABASE_URI": server.env["DATABASE_URL"], **TEST_SECRETS})
+    seed_events(app, user_id, [{"created_at": at, "emotion": emotion, "device": device} for at, emotion, device in moments])
+    with app.app_context():
+        db.engine.dispose()
 
 
 def history(server, token):

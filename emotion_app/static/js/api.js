@@ -68,13 +68,12 @@ export class Api {
     return data.user;
   }
 
-  /** Revoke both tokens of this login (closing its sockets everywhere) and forget them. */
+  /** End this login on the server (both its tokens are revoked and its sockets closed everywhere) and
+   * forget it. The refresh token outlives the access token, so it is the one that can always do it. */
   async logout() {
     const { access, refresh } = this.session || {};
-    await Promise.allSettled([
-      access && this.request("/api/auth/logout", { method: "POST", token: access, retry: false }),
-      refresh && this.request("/api/auth/logout", { method: "POST", token: refresh, retry: false }),
-    ]);
+    const token = refresh || access;
+    if (token) await this.request("/api/auth/logout", { method: "POST", token, retry: false }).catch(() => {});
     this.forget();
   }
 
