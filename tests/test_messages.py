@@ -5,6 +5,8 @@ import re
 import pytest
 
 from emotion_app import messages
+from emotion_app.devices import device_name
+from emotion_app.errors import ApiError
 from emotion_app.messages import FrameError, parse_frame, validate_update
 
 VOCAB = ("happy", "sad", "angry", "surprised", "fearful", "disgusted", "neutral")
@@ -109,3 +111,33 @@ def test_pong_and_error_frames():
     assert pong["client_timestamp"] == "2023-05-09T14:40:00.000Z"
     error = json.loads(messages.error("Invalid message format", code="invalid_format"))
     assert error == {"type": "error", "message": "Invalid message format", "code": "invalid_format"}
+
+
+@pytest.mark.parametrize(
+    "raw, name",
+    [
+        (None, None),
+        ("Pixel 8", "Pixel 8"),
+        ("  Pixel   8  ", "Pixel 8"),
+        ("Pixel\t\n 8", "Pixel 8"),  # whitespace controls separate words
+        ("Pi\x00xel\x1b 8\x7f", "Pixel 8"),  # other controls are dropped
+        ("Pix\u200bel\u202e 8\ufeff", "Pixel 8"),  # format characters: zero width, bidi override, BOM
+        ("Pixel\u00a0\u2003 8", "Pixel 8"),  # every kind of space collapses
+        ("\ud800Pixel", "Pixel"),  # a lone surrogate (JSON can carry one) is no character
+        ("", None),
+        ("  \t\u200b ", None),
+        ("<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>"),  # stored as given: escaping is the page's job
+        ("Émilie's iPhone 📱", "Émilie's iPhone 📱"),
+        ("x" * 64, "x" * 64),
+        (" " + "x" * 64 + "\u200b ", "x" * 64),  # the limit counts what is kept
+    ],
+)
+def test_device_names_are_normalised(raw, name):
+    assert device_name(raw) == name
+
+
+@pytest.mark.parametrize("raw", ["x" * 65, "a " * 40, 5, True, ["Pixel"], {"name": "Pixel"}])
+def test_bad_device_names_are_refused(raw):
+    with pytest.raises(ApiError) as info:
+        device_name(raw)
+    assert (info.value.status, info.value.error, info.value.extra["field"]) == (400, "invalid_field", "device")
