@@ -1,4 +1,4 @@
-"""Device names, and `/api/devices`: how many devices of the user are connected right now, on every worker and host."""
+"""Device names, and `/api/devices`: which devices of the user are connected right now, on every worker and host."""
 import unicodedata
 
 from flask import Blueprint, current_app, jsonify
@@ -37,9 +37,9 @@ def device_name(raw):
 @bp.get("")
 @jwt_required()
 def online():
-    """The number of open sockets of the user."""
+    """The open sockets of the user: how many, and each one's id and name."""
     user_id = get_jwt_identity()
-    count = current_app.extensions["emotion_broker"].presence_count(user_id)
-    if count is None:
+    members = current_app.extensions["emotion_broker"].presence_list(user_id)
+    if members is None:
         raise ApiError(503, "broker_unavailable", "Presence is unknown while the broker is unreachable, try again")
-    return jsonify({"user_id": user_id, "devices": count})
+    return jsonify({"user_id": user_id, "devices": len(members), "online": members})

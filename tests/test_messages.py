@@ -96,9 +96,14 @@ def test_rejected_client_timestamps(stamp):
 
 def test_connection_established_keeps_the_contract_fields_and_adds_the_state():
     current = {"id": 9, "seq": 3, "user_id": "123", "emotion": "sad", "timestamp": "2023-05-09T14:45:00.000Z"}
-    frame = json.loads(messages.connection_established(123, current, 9, 2))
-    assert frame.keys() == {"type", "message", "timestamp", "user_id", "current", "last_event_id", "devices"}
+    me = {"id": "a" * 16, "name": "Pixel 8"}
+    online = [{"id": "b" * 16, "name": None}, me]
+    frame = json.loads(messages.connection_established(123, current, 9, me, online))
+    assert frame.keys() == {
+        "type", "message", "timestamp", "user_id", "current", "last_event_id", "devices", "device", "online"
+    }
     assert (frame["current"], frame["last_event_id"], frame["devices"]) == (current, 9, 2)
+    assert (frame["device"], frame["online"]) == (me, online)
     assert frame["type"] == "connection_established"
     assert frame["message"] == "Connected to emotion detection WebSocket server"
     assert frame["user_id"] == "123"
@@ -111,6 +116,18 @@ def test_pong_and_error_frames():
     assert pong["client_timestamp"] == "2023-05-09T14:40:00.000Z"
     error = json.loads(messages.error("Invalid message format", code="invalid_format"))
     assert error == {"type": "error", "message": "Invalid message format", "code": "invalid_format"}
+
+
+def test_presence_frames_count_and_list_the_devices():
+    laptop = {"id": "c" * 16, "name": "Laptop"}
+    frame = json.loads(messages.presence(123, "connected", laptop, [laptop]))
+    assert frame == {
+        "type": "presence", "user_id": "123", "devices": 1, "change": "connected", "device": laptop, "online": [laptop]
+    }
+    unknown = json.loads(messages.presence(123, "disconnected", laptop, None))
+    assert (unknown["devices"], unknown["online"]) == (None, None)
+    established = json.loads(messages.connection_established(123, device=laptop, online=None))
+    assert (established["devices"], established["online"], established["device"]) == (None, None, laptop)
 
 
 @pytest.mark.parametrize(
