@@ -3,6 +3,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import get_jwt_identity, jwt_required
 
 from . import store
+from .devices import device_name
 from .errors import ApiError
 from .http import json_object
 from .messages import FrameError, validate_update
@@ -14,11 +15,13 @@ bp = Blueprint("emotions", __name__, url_prefix="/api/emotions")
 @jwt_required()
 def post_emotion():
     """Store an emotion and push it to every device of the user: the same path as a socket update."""
+    body = json_object()
     try:
-        emotion, client_timestamp, client_msg_id = validate_update(json_object(), current_app.config["EMOTIONS"])
+        emotion, client_timestamp, client_msg_id = validate_update(body, current_app.config["EMOTIONS"])
     except FrameError as exc:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
-    event, created = store.record_emotion(int(get_jwt_identity()), emotion, client_timestamp, client_msg_id)
+    device = device_name(body.get("device"))
+    event, created = store.record_emotion(int(get_jwt_identity()), emotion, client_timestamp, client_msg_id, device)
     if not created:
         # A repeat of a client_msg_id: the original event, nothing new stored.
         return jsonify({**event, "duplicate": True}), 200
@@ -32,7 +35,11 @@ def current():
     user_id = get_jwt_identity()
     event = store.current_emotion(int(user_id))
     return jsonify(
-        event or {"id": None, "seq": None, "user_id": user_id, "emotion": None, "timestamp": None, "client_timestamp": None}
+        event
+        or {
+            "id": None, "seq": None, "user_id": user_id, "emotion": None, "timestamp": None, "client_timestamp": None,
+            "device": None,
+        }
     )
 
 

@@ -123,12 +123,13 @@ class Connection:
     filled from SQL through `fetch` before going on. Replays (`since`) come from SQL the same way.
     """
 
-    def __init__(self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit, sid=None):
+    def __init__(self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit, sid=None, name=None):
         self.id = uuid.uuid4().hex[:16]
         self.ws = ws
         self.user_id = str(user_id)
         self.jti = jti
         self.sid = sid  # the login session the token belongs to
+        self.name = name  # the name the device gave itself (devices.device_name), or None
         self.queue = deque()
         self._queue_size = queue_size
         self._started = False
@@ -141,6 +142,11 @@ class Connection:
         self._send_timeout = send_timeout
         ws.sock = SerialSocket(ws.sock, send_timeout)
         self._writer = None
+
+    @property
+    def device(self):
+        """This socket as presence frames show it: `{"id", "name"}`."""
+        return {"id": self.id, "name": self.name}
 
     def start(self, last_seq, since=None):
         """Start sending: the events after id `since` (if given), then what is queued, then live ones.
@@ -347,9 +353,11 @@ class Hub:
             for conn in conns:
                 conn.push_event(event["seq"], frame, stored_at)
         elif kind == "presence":
-            text = messages.presence(user_id, message["devices"], message["change"])
+            # Workers of an older release send only `member`, not `device` and `online`.
+            device = message.get("device") or {"id": message.get("member"), "name": None}
+            text = messages.presence(user_id, message["change"], device, message.get("online"))
             for conn in self.connections(user_id):
-                if conn.id != message.get("member"):  # the device itself knows
+                if conn.id != device["id"]:  # the device itself knows
                     conn.push(text)
         elif kind == "revoke":
             # One token (logout), one login session (logout, either token), or all of the user's (password change).

@@ -114,11 +114,12 @@ def encode(frame):
     return json.dumps(frame, separators=(",", ":"))
 
 
-def connection_established(user_id, current=None, last_event_id=None, devices=None):
+def connection_established(user_id, current=None, last_event_id=None, device=None, online=None):
     """The first frame on every socket: the contract's fields, then the user's state.
 
-    `current` is the latest event (or None), `last_event_id` its id, `devices` how many sockets of the
-    user are open (this one included), so a fresh device is in sync at once.
+    `current` is the latest event (or None), `last_event_id` its id, `device` this socket (`{"id",
+    "name"}`), `online` the user's open sockets (this one included; None while presence is unknown)
+    and `devices` how many they are, so a fresh device is in sync at once.
     """
     return encode(
         {
@@ -128,7 +129,9 @@ def connection_established(user_id, current=None, last_event_id=None, devices=No
             "user_id": str(user_id),
             "current": current,
             "last_event_id": last_event_id,
-            "devices": devices,
+            "devices": len(online) if online is not None else None,
+            "device": device,
+            "online": online,
         }
     )
 
@@ -151,9 +154,19 @@ def synced(since, count, last_id, has_more):
     return encode({"type": "synced", "since": since, "count": count, "last_id": last_id, "has_more": has_more})
 
 
-def presence(user_id, devices, change):
-    """Another device of the user connected or disconnected; `devices` is how many are open now."""
-    return encode({"type": "presence", "user_id": str(user_id), "devices": devices, "change": change})
+def presence(user_id, change, device, online):
+    """Another device of the user (`device`: `{"id", "name"}`) connected or disconnected; `online` lists
+    the user's open sockets now (None while presence is unknown), `devices` counts them."""
+    return encode(
+        {
+            "type": "presence",
+            "user_id": str(user_id),
+            "devices": len(online) if online is not None else None,
+            "change": change,
+            "device": device,
+            "online": online,
+        }
+    )
 
 
 def error(message, code=None, **extra):

@@ -86,6 +86,7 @@ def event_payload(row):
         "emotion": row.emotion,
         "timestamp": isoformat(row.created_at),
         "client_timestamp": row.client_timestamp,
+        "device": row.device,
     }
     if row.client_msg_id is not None:
         event["client_msg_id"] = row.client_msg_id

@@ -23,16 +23,20 @@ log = logging.getLogger(__name__)
 PRUNED_THROUGH = "events_pruned_through_id"
 
 
-def record_emotion(user_id, emotion, client_timestamp=None, client_msg_id=None):
-    """Store an emotion change for `user_id` in a request, then publish it; return (event dict, created)."""
+def record_emotion(user_id, emotion, client_timestamp=None, client_msg_id=None, device=None):
+    """Store an emotion change for `user_id` (set by the device named `device`) in a request, then publish it;
+    return (event dict, created)."""
     # End this session's read transaction (the token check) first: its pooled connection is then free
     # for the committer, which is what SQLite's single connection needs.
     db.session.commit()
-    return write_event(current_app.extensions["emotion_committer"], user_id, emotion, client_timestamp, client_msg_id)
+    return write_event(
+        current_app.extensions["emotion_committer"], user_id, emotion, client_timestamp, client_msg_id, device
+    )
 
 
-def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_id=None):
-    """Store an emotion change for `user_id`, then publish it; return (event dict, created).
+def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_id=None, device=None):
+    """Store an emotion change for `user_id`, set by the device named `device` (or an unnamed one), then
+    publish it; return (event dict, created).
 
     Concurrent calls share a transaction (see groupcommit). A `client_msg_id` the user already used
     returns the original event with created=False, storing and publishing nothing. Raises
@@ -40,7 +44,7 @@ def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_i
     app context (sockets call it without one).
     """
     try:
-        return committer.write(user_id, emotion, client_timestamp, client_msg_id)
+        return committer.write(user_id, emotion, client_timestamp, client_msg_id, device)
     except SQLAlchemyError:
         DATABASE_ERRORS.inc()
         log.exception("could not store an emotion event for user %s", user_id)

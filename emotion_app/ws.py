@@ -1,9 +1,9 @@
 """`/api/ws`: the live emotion socket.
 
-The origin, the token or ticket, `?since=` and the capacity are checked in `before_request`, so a
-refused request gets an HTTP error before any WebSocket handshake. After the handshake the socket gets `connection_established` with the
-user's state, then the events it missed (with `since`), then every emotion change of its user; the
-receive loop validates frames, stores updates and answers pings.
+The origin, the token or ticket, `?since=`, `?device=` and the capacity are checked in `before_request`,
+so a refused request gets an HTTP error before any WebSocket handshake. After the handshake the socket
+gets `connection_established` with the user's state, then the events it missed (with `since`), then
+every emotion change of its user; the receive loop validates frames, stores updates and answers pings.
 """
 import logging
 import time
@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import logs, messages, store, tickets
 from .auth import revocation
+from .devices import device_name
 from .errors import ApiError
 from .extensions import db, read_connection, sock
 from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
@@ -31,8 +32,8 @@ bp = Blueprint("ws", __name__)
 def authenticate():
     """Refuse the upgrade with a JSON error, before any handshake, unless the request may have a socket.
 
-    In order: another site's page (403), a bad ticket or token (401), a bad `since` (400), a worker
-    that is restarting or full (503), a user with too many sockets (429). The handshake rate per
+    In order: another site's page (403), a bad ticket or token (401), a bad `since` or `device` (400), a
+    worker that is restarting or full (503), a user with too many sockets (429). The handshake rate per
     address is checked before all of these (ratelimit.py).
     """
     origin = request.headers.get("Origin")
@@ -40,7 +41,8 @@ def authenticate():
         raise ApiError(
             403, "origin_not_allowed", f"Origin {origin[:100]!r} may not open sockets here (see ALLOWED_ORIGINS)"
         )
-    claims = _ticket_claims() if "ticket" in request.args else _token_claims()
+    by_ticket = "ticket" in request.args
+    claims = _ticket_claims() if by_ticket else _token_claims()
     logs.bind(user_id=claims["sub"])
     g.ws_user_id = int(claims["sub"])
     g.ws_jti, g.ws_sid, g.ws_expires_at = claims["jti"], claims.get("sid"), claims["exp"]
@@ -50,6 +52,8 @@ def authenticate():
             g.ws_since = messages.parse_since(request.args["since"])
         except messages.FrameError as exc:
             raise ApiError(400, exc.code, exc.message, field="since") from None
+    # A name in the URL wins over the one the ticket was made with (already normalised then).
+    g.ws_device = device_name(request.args.get("device")) or (claims.get("device") if by_ticket else None)
     _check_capacity(g.ws_user_id)
     if not current_app.config["WS_COMPRESSION"]:
         # simple-websocket accepts permessage-deflate whenever a client offers it; hiding the offer
@@ -126,13 +130,14 @@ def emotion_socket(ws):
         fetch=lambda limit, **after: _in_context(app, store.events_after, user_id, limit, **after),
         replay_limit=app.config["REPLAY_LIMIT"],
         sid=g.ws_sid,
+        name=g.ws_device,
     )
     broker.start()  # this process's listener, on its first socket
     # Attach before reading the state: an event committed after the read is then queued, and one
     # committed before it is in the state (the writer skips it by its seq).
     hub.attach(conn)
     SOCKETS_OPEN.inc()
-    devices = broker.presence_join(user_id, conn.id)
+    online = broker.presence_join(user_id, conn.id, conn.name)
     try:
         try:
             current, last_seq, pruned = _connect_state(user_id, g.ws_since is not None)
@@ -145,13 +150,15 @@ def emotion_socket(ws):
             return
         since = g.ws_since
         # The writer has not started: nothing else writes to the socket yet.
-        ws.send(messages.connection_established(user_id, current, current["id"] if current else None, devices))
+        ws.send(
+            messages.connection_established(user_id, current, current["id"] if current else None, conn.device, online)
+        )
         HANDSHAKES.labels("accepted").inc()
-        log.info("socket open: %s device(s) of the user online", devices)
+        log.info("socket open: %s device(s) of the user online", len(online) if online is not None else None)
         if since is not None and since < pruned:
             ws.send(_too_old(since))
             since = None
-        broker.publish({"kind": "presence", "user_id": str(user_id), "devices": devices, "change": "connected", "member": conn.id})
+        broker.publish(_presence(conn, "connected", online))
         conn.start(last_seq, since)
         _receive_loop(app, ws, conn, g.ws_expires_at)
     except ConnectionClosed:
@@ -162,9 +169,21 @@ def emotion_socket(ws):
         # The server's code when it closed the socket, else the device's (1005: it gave none).
         code = conn.close_code or getattr(ws, "close_reason", None)
         log.info("socket closed: code %s", int(code) if isinstance(code, int) else code)
-        devices = broker.presence_leave(user_id, conn.id)
-        broker.publish({"kind": "presence", "user_id": str(user_id), "devices": devices, "change": "disconnected", "member": conn.id})
+        broker.publish(_presence(conn, "disconnected", broker.presence_leave(user_id, conn.id)))
         conn.finish()
+
+
+def _presence(conn, change, online):
+    # `member` and `devices` are what workers of the previous release read.
+    return {
+        "kind": "presence",
+        "user_id": conn.user_id,
+        "change": change,
+        "device": conn.device,
+        "online": online,
+        "devices": len(online) if online is not None else None,
+        "member": conn.id,
+    }
 
 
 def _in_context(app, func, *args, **kwargs):
@@ -238,7 +257,9 @@ def _handle(app, conn, data):
         return messages.error(exc.message, code=exc.code)
     try:
         committer = app.extensions["emotion_committer"]
-        event, created = store.write_event(committer, int(conn.user_id), emotion, client_timestamp, client_msg_id)
+        event, created = store.write_event(
+            committer, int(conn.user_id), emotion, client_timestamp, client_msg_id, device=conn.name
+        )
     except ApiError as exc:
         return messages.error(exc.message, code=exc.error)
     if not created:

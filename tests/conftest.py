@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -396,14 +397,17 @@ class LiveServer:
         assert status == 200, body
         return body
 
-    def connect(self, token, via="query", since=None, **kwargs):
-        """Open a WebSocket with the token as ?token= (via="query") or a Bearer header (via="header")."""
+    def connect(self, token, via="query", since=None, device=None, **kwargs):
+        """Open a WebSocket with the token as ?token= (via="query") or a Bearer header (via="header"),
+        naming the device `device` (?device=) if given."""
         kwargs.setdefault("timeout", 5)
-        query = f"?since={since}" if since is not None else ""
+        params = {"since": since, "device": device}
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         if via == "query":
-            query = f"{query}&" if query else "?"
-            return websocket.create_connection(f"{self.ws_url}{query}token={token}", **kwargs)
-        return websocket.create_connection(self.ws_url + query, header=[f"Authorization: Bearer {token}"], **kwargs)
+            query = f"{query}&token={token}" if query else f"token={token}"
+            return websocket.create_connection(f"{self.ws_url}?{query}", **kwargs)
+        url = f"{self.ws_url}?{query}" if query else self.ws_url
+        return websocket.create_connection(url, header=[f"Authorization: Bearer {token}"], **kwargs)
 
     def device(self, token, via="query", **kwargs):
         """Connect and consume `connection_established`; return (socket, that first frame)."""

@@ -8,6 +8,7 @@ import redis
 
 from emotion_app.broker import create_broker
 from emotion_app.broker.memory import MemoryBroker
+from emotion_app.broker import redis as redis_broker
 from emotion_app.broker.redis import RedisBroker
 
 
@@ -112,6 +113,87 @@ def test_a_ticket_expires(make_broker):
     broker.put_ticket("k2", "v", ttl=1)
     time.sleep(1.2)
     assert broker.take_ticket("k2") is None
+
+
+PHONE, TABLET, LAPTOP = "a1" * 8, "b2" * 8, "c3" * 8  # socket ids, as Connection.id makes them
+
+
+def test_presence_lists_each_socket_with_its_name(make_broker):
+    broker, _ = make_broker()
+    assert broker.presence_list("7") == [] and broker.presence_count("7") == 0
+    assert broker.presence_join("7", PHONE, "Pixel 8") == [{"id": PHONE, "name": "Pixel 8"}]
+    joined = broker.presence_join(7, TABLET)  # an unnamed device counts too
+    # Sorted by name (unnamed first), then id.
+    assert joined == [{"id": TABLET, "name": None}, {"id": PHONE, "name": "Pixel 8"}]
+    odd = "Ann's: <b>Mac</b> 📱"  # any character a normalised name may hold, colons included
+    online = broker.presence_join("7", LAPTOP, odd)
+    assert online == [{"id": TABLET, "name": None}, {"id": LAPTOP, "name": odd}, {"id": PHONE, "name": "Pixel 8"}]
+    assert broker.presence_list("7") == online and broker.presence_count("7") == 3
+    assert broker.presence_list("8") == []  # other users' lists are their own
+    assert broker.presence_leave("7", LAPTOP) == [{"id": TABLET, "name": None}, {"id": PHONE, "name": "Pixel 8"}]
+    assert broker.presence_leave("7", TABLET) == [{"id": PHONE, "name": "Pixel 8"}]
+    assert broker.presence_leave("7", PHONE) == [] and broker.presence_count("7") == 0
+
+
+def test_equal_names_are_ordered_by_socket_id(make_broker):
+    broker, _ = make_broker()
+    broker.presence_join("7", TABLET, "Phone")
+    assert broker.presence_join("7", PHONE, "Phone") == [{"id": PHONE, "name": "Phone"}, {"id": TABLET, "name": "Phone"}]
+
+
+def test_presence_is_shared_by_every_process(make_redis_broker):
+    here, _ = make_redis_broker()
+    there, _ = make_redis_broker()
+    here.presence_join("7", PHONE, "Pixel 8")
+    online = there.presence_join("7", TABLET, "iPad")
+    assert online == [{"id": PHONE, "name": "Pixel 8"}, {"id": TABLET, "name": "iPad"}]  # plain string order
+    assert here.presence_list("7") == online and here.presence_count("7") == 2
+    assert here.presence_leave("7", PHONE) == [{"id": TABLET, "name": "iPad"}]
+    assert there.presence_list("7") == [{"id": TABLET, "name": "iPad"}]
+
+
+def test_presence_of_a_process_that_stops_refreshing_expires(make_redis_broker, monkeypatch):
+    # The listener refreshes at least once a second (it waits for messages 1 s at most): 2 s is ample.
+    monkeypatch.setattr(redis_broker, "PRESENCE_TTL", 2.0)
+    monkeypatch.setattr(redis_broker, "PRESENCE_REFRESH", 0.2)
+    alive, _ = make_redis_broker()
+    dead, _ = make_redis_broker()
+    alive.presence_join("7", PHONE, "Pixel 8")
+    dead.presence_join("7", TABLET, "iPad")
+    dead.stop()  # no listener any more: nothing refreshes its entries, as after a SIGKILL
+    time.sleep(3.5)
+    # The live process's entry keeps its name through every refresh; the dead one's is gone.
+    assert alive.presence_list("7") == [{"id": PHONE, "name": "Pixel 8"}]
+    assert alive.presence_count("7") == 1
+
+
+def test_presence_is_none_while_redis_is_unreachable():
+    broker = RedisBroker("redis://127.0.0.1:1/0", "p")  # nothing listens on port 1
+    assert broker.presence_join("7", PHONE, "Pixel 8") is None
+    assert broker.presence_list("7") is None and broker.presence_count("7") is None
+    assert broker.presence_leave("7", PHONE) is None
+    broker.stop()
+
+
+def test_presence_calls_take_one_round_trip(make_redis_broker, monkeypatch):
+    broker, _ = make_redis_broker()
+    trips = []
+    client = broker._redis()
+    real_pipeline, real_execute = client.pipeline, client.execute_command
+
+    def pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        run = pipe.execute
+        pipe.execute = lambda *a, **k: trips.append("pipeline") or run(*a, **k)
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", pipeline)
+    monkeypatch.setattr(client, "execute_command", lambda *a, **k: trips.append(a[0]) or real_execute(*a, **k))
+    for call in (lambda: broker.presence_join("7", PHONE, "Pixel 8"), lambda: broker.presence_list("7"),
+                 lambda: broker.presence_count("7"), lambda: broker.presence_leave("7", PHONE)):
+        trips.clear()
+        call()
+        assert trips == ["pipeline"]
 
 
 def test_a_ticket_is_taken_by_one_of_many_concurrent_takers(make_redis_broker):

@@ -14,7 +14,8 @@ def test_current_is_null_before_any_update(client, user):
     response = client.get("/api/emotions/current", headers=user["headers"])
     assert response.status_code == 200
     assert response.get_json() == {
-        "id": None, "seq": None, "user_id": user["id"], "emotion": None, "timestamp": None, "client_timestamp": None
+        "id": None, "seq": None, "user_id": user["id"], "emotion": None, "timestamp": None, "client_timestamp": None,
+        "device": None,
     }
 
 
@@ -29,6 +30,30 @@ def test_post_stores_a_normalised_emotion(client, user):
     assert event["client_timestamp"] == "2023-05-09T14:45:00.123456"
     assert event["timestamp"].endswith("Z") and event["timestamp"] != event["client_timestamp"]
     assert client.get("/api/emotions/current", headers=user["headers"]).get_json() == event
+
+
+def test_post_records_the_device_named_in_the_body(client, user):
+    named = client.post(
+        "/api/emotions", json={"emotion": "sad", "device": "  Work\u200b  laptop\n"}, headers=user["headers"]
+    )
+    assert named.status_code == 201 and named.get_json()["device"] == "Work laptop"
+    html = client.post("/api/emotions", json={"emotion": "happy", "device": "<b>Mine</b>"}, headers=user["headers"])
+    assert html.get_json()["device"] == "<b>Mine</b>"  # kept as given: escaping is for whoever shows it
+    for body in ({"emotion": "angry"}, {"emotion": "angry", "device": None}, {"emotion": "angry", "device": " "}):
+        unnamed = client.post("/api/emotions", json=body, headers=user["headers"])
+        assert unnamed.status_code == 201 and unnamed.get_json()["device"] is None
+    events = client.get("/api/emotions", headers=user["headers"]).get_json()["events"]
+    assert [e["device"] for e in events] == [None, None, None, "<b>Mine</b>", "Work laptop"]
+    assert client.get("/api/emotions/current", headers=user["headers"]).get_json() == events[0]
+
+
+@pytest.mark.parametrize("device", ["x" * 65, 7, True, ["Pixel"], {"name": "Pixel"}])
+def test_post_refuses_a_bad_device_and_stores_nothing(client, user, device):
+    response = client.post("/api/emotions", json={"emotion": "sad", "device": device}, headers=user["headers"])
+    assert response.status_code == 400
+    body = response.get_json()
+    assert (body["error"], body["field"]) == ("invalid_field", "device")
+    assert client.get("/api/emotions", headers=user["headers"]).get_json()["events"] == []
 
 
 def test_ids_increase_and_history_pages_newest_first(client, user):

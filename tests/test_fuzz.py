@@ -91,7 +91,9 @@ def test_a_socket_survives_any_frames_and_stores_only_valid_updates(fuzz_server,
     assert body["events"] == []
 
 
-ENDPOINTS = ["/api/auth/register", "/api/auth/login", "/api/emotions", "/api/auth/password", "/api/auth/refresh"]
+ENDPOINTS = [
+    "/api/auth/register", "/api/auth/login", "/api/emotions", "/api/auth/password", "/api/auth/refresh", "/api/ws-ticket"
+]
 bodies = st.one_of(
     st.binary(max_size=200),
     st.sampled_from([b"[" * 3000 + b"]" * 3000, b'{"username": ' + b"{" * 50, b"\xff\xfe{}", b'"just a string"']),
@@ -104,6 +106,7 @@ bodies = st.one_of(
             "emotion": st.one_of(st.sampled_from(EMOTIONS), json_values),
             "timestamp": json_values,
             "client_msg_id": json_values,
+            "device": st.one_of(st.text(max_size=80), json_values),
             "current_password": st.one_of(st.just(PASSWORD), json_values),
             "new_password": json_values,
         },

@@ -49,6 +49,28 @@ def test_concurrent_writes_get_gapless_seqs_and_are_announced_in_order(app, auth
     assert not created and event["client_msg_id"] == "0-0" and len(announced) == 80
 
 
+def test_each_row_of_a_batch_keeps_its_own_device(app, auth):
+    users = [int(auth.login()["user"]["id"]) for _ in range(2)]
+    announced = []
+    with app.app_context():
+        committer = GroupCommitter(db.engine, announced.extend)
+    results = []
+
+    def device(n):
+        return None if n % 3 == 0 else f"device {n} <{'é' * n}>"
+
+    def writer(n):
+        for k in range(5):
+            results.append(committer.write(users[k % 2], "happy", None, f"{n}-{k}", device(n)))
+
+    assert run_writers(9, writer) == []
+    assert all(event["device"] == device(int(event["client_msg_id"].split("-")[0])) for event, _ in results)
+    assert sorted(announced, key=lambda e: e["id"]) == sorted((e for e, _ in results), key=lambda e: e["id"])
+    with app.app_context():
+        rows = db.session.execute(sa.text("SELECT client_msg_id, device FROM emotion_events")).all()
+    assert len(rows) == 45 and all(stored == device(int(mid.split("-")[0])) for mid, stored in rows)
+
+
 def test_a_failed_batch_reaches_every_caller():
     committer = GroupCommitter(sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"), lambda events: None)
     with pytest.raises(sa.exc.OperationalError):

@@ -5,6 +5,8 @@ import re
 import pytest
 
 from emotion_app import messages
+from emotion_app.devices import device_name
+from emotion_app.errors import ApiError
 from emotion_app.messages import FrameError, parse_frame, validate_update
 
 VOCAB = ("happy", "sad", "angry", "surprised", "fearful", "disgusted", "neutral")
@@ -94,9 +96,14 @@ def test_rejected_client_timestamps(stamp):
 
 def test_connection_established_keeps_the_contract_fields_and_adds_the_state():
     current = {"id": 9, "seq": 3, "user_id": "123", "emotion": "sad", "timestamp": "2023-05-09T14:45:00.000Z"}
-    frame = json.loads(messages.connection_established(123, current, 9, 2))
-    assert frame.keys() == {"type", "message", "timestamp", "user_id", "current", "last_event_id", "devices"}
+    me = {"id": "a" * 16, "name": "Pixel 8"}
+    online = [{"id": "b" * 16, "name": None}, me]
+    frame = json.loads(messages.connection_established(123, current, 9, me, online))
+    assert frame.keys() == {
+        "type", "message", "timestamp", "user_id", "current", "last_event_id", "devices", "device", "online"
+    }
     assert (frame["current"], frame["last_event_id"], frame["devices"]) == (current, 9, 2)
+    assert (frame["device"], frame["online"]) == (me, online)
     assert frame["type"] == "connection_established"
     assert frame["message"] == "Connected to emotion detection WebSocket server"
     assert frame["user_id"] == "123"
@@ -109,3 +116,45 @@ def test_pong_and_error_frames():
     assert pong["client_timestamp"] == "2023-05-09T14:40:00.000Z"
     error = json.loads(messages.error("Invalid message format", code="invalid_format"))
     assert error == {"type": "error", "message": "Invalid message format", "code": "invalid_format"}
+
+
+def test_presence_frames_count_and_list_the_devices():
+    laptop = {"id": "c" * 16, "name": "Laptop"}
+    frame = json.loads(messages.presence(123, "connected", laptop, [laptop]))
+    assert frame == {
+        "type": "presence", "user_id": "123", "devices": 1, "change": "connected", "device": laptop, "online": [laptop]
+    }
+    unknown = json.loads(messages.presence(123, "disconnected", laptop, None))
+    assert (unknown["devices"], unknown["online"]) == (None, None)
+    established = json.loads(messages.connection_established(123, device=laptop, online=None))
+    assert (established["devices"], established["online"], established["device"]) == (None, None, laptop)
+
+
+@pytest.mark.parametrize(
+    "raw, name",
+    [
+        (None, None),
+        ("Pixel 8", "Pixel 8"),
+        ("  Pixel   8  ", "Pixel 8"),
+        ("Pixel\t\n 8", "Pixel 8"),  # whitespace controls separate words
+        ("Pi\x00xel\x1b 8\x7f", "Pixel 8"),  # other controls are dropped
+        ("Pix\u200bel\u202e 8\ufeff", "Pixel 8"),  # format characters: zero width, bidi override, BOM
+        ("Pixel\u00a0\u2003 8", "Pixel 8"),  # every kind of space collapses
+        ("\ud800Pixel", "Pixel"),  # a lone surrogate (JSON can carry one) is no character
+        ("", None),
+        ("  \t\u200b ", None),
+        ("<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>"),  # stored as given: escaping is the page's job
+        ("Émilie's iPhone 📱", "Émilie's iPhone 📱"),
+        ("x" * 64, "x" * 64),
+        (" " + "x" * 64 + "\u200b ", "x" * 64),  # the limit counts what is kept
+    ],
+)
+def test_device_names_are_normalised(raw, name):
+    assert device_name(raw) == name
+
+
+@pytest.mark.parametrize("raw", ["x" * 65, "a " * 40, 5, True, ["Pixel"], {"name": "Pixel"}])
+def test_bad_device_names_are_refused(raw):
+    with pytest.raises(ApiError) as info:
+        device_name(raw)
+    assert (info.value.status, info.value.error, info.value.extra["field"]) == (400, "invalid_field", "device")

@@ -233,15 +233,23 @@ def test_idempotent_sends(live_server):
 
 
 def test_devices_endpoint_and_presence_frames(live_server):
-    token = live_server.login()["access_token"]
-    assert live_server.request("GET", "/api/devices", token=token)[1]["devices"] == 0
-    first, _ = live_server.device(token)
+    tokens = live_server.login()
+    token, user_id = tokens["access_token"], tokens["user"]["id"]
+    assert live_server.request("GET", "/api/devices", token=token)[1] == {"user_id": user_id, "devices": 0, "online": []}
+    first, welcome = live_server.device(token)
     second, hello = live_server.device(token)
-    assert hello["devices"] == 2
+    both = sorted([welcome["device"], hello["device"]], key=lambda d: d["id"])  # unnamed: ordered by id
+    assert hello["devices"] == 2 and hello["online"] == both
     joined = recv_json(first, skip=())
-    assert joined["type"] == "presence" and joined["devices"] == 2 and joined["change"] == "connected"
-    assert live_server.request("GET", "/api/devices", token=token)[1]["devices"] == 2
+    assert joined == {
+        "type": "presence", "user_id": user_id, "devices": 2, "change": "connected", "device": hello["device"],
+        "online": both,
+    }
+    assert live_server.request("GET", "/api/devices", token=token)[1] == {"user_id": user_id, "devices": 2, "online": both}
     second.close()
     left = recv_json(first, skip=())
-    assert (left["type"], left["devices"], left["change"]) == ("presence", 1, "disconnected")
-    assert live_server.request("GET", "/api/devices", token=token)[1]["devices"] == 1
+    assert left == {
+        "type": "presence", "user_id": user_id, "devices": 1, "change": "disconnected", "device": hello["device"],
+        "online": [welcome["device"]],
+    }
+    assert live_server.request("GET", "/api/devices", token=token)[1]["online"] == [welcome["device"]]

@@ -44,7 +44,9 @@ def test_connection_established_has_the_contract_fields(live_server, via):
     frame = recv_json(ws)
     # The contract's fields, as the contract has them, then the state (tested in test_resume.py).
     assert list(frame)[:4] == ["type", "message", "timestamp", "user_id"]
-    assert frame.keys() == {"type", "message", "timestamp", "user_id", "current", "last_event_id", "devices"}
+    assert frame.keys() == {
+        "type", "message", "timestamp", "user_id", "current", "last_event_id", "devices", "device", "online"
+    }
     assert frame["type"] == "connection_established"
     assert frame["message"] == "Connected to emotion detection WebSocket server"
     assert frame["user_id"] == tokens["user"]["id"]

@@ -10,6 +10,12 @@ def encode(message):
     return json.dumps(message, separators=(",", ":"))
 
 
+def online_list(members):
+    """`[{"id", "name"}, ...]` from (socket id, name) pairs, in a stable order: by name (unnamed first), then id."""
+    online = [{"id": member, "name": name} for member, name in members]
+    return sorted(online, key=lambda d: (d["name"] or "", d["id"]))
+
+
 class Broker:
     """Publishes messages (JSON-serialisable dicts) to the hubs of every worker.
 
@@ -34,14 +40,19 @@ class Broker:
         """Stop receiving from other processes."""
 
     # Presence: which sockets of a user are open, across every process the broker reaches. Members are
-    # opaque ids of sockets; each call returns the user's device count afterwards.
+    # the ids of sockets (Connection.id), each with the name its device gave (or None). Changes return
+    # the user's online list afterwards (see `online_list`), or None while the backend is unreachable.
 
-    def presence_join(self, user_id, member):
-        """Count `member` as an open socket of `user_id`; return the user's device count."""
+    def presence_join(self, user_id, member, name=None):
+        """Count `member` (named `name`) as an open socket of `user_id`; return the user's online list."""
         raise NotImplementedError
 
     def presence_leave(self, user_id, member):
-        """Forget `member`; return the user's device count."""
+        """Forget `member`; return the user's online list."""
+        raise NotImplementedError
+
+    def presence_list(self, user_id):
+        """Return the user's online list."""
         raise NotImplementedError
 
     def presence_count(self, user_id):

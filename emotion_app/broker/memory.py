@@ -2,7 +2,7 @@
 import time
 from collections import deque
 
-from .base import Broker
+from .base import Broker, online_list
 
 
 class MemoryBroker(Broker):
@@ -12,20 +12,23 @@ class MemoryBroker(Broker):
 
     def __init__(self):
         super().__init__()
-        self._present = {}
+        self._present = {}  # user id -> {socket id: name}
         self._tickets = {}
         self._expiry = deque()  # (expires, key) in the order tickets were made
 
-    def presence_join(self, user_id, member):
-        self._present.setdefault(str(user_id), set()).add(member)
-        return self.presence_count(user_id)
+    def presence_join(self, user_id, member, name=None):
+        self._present.setdefault(str(user_id), {})[member] = name
+        return self.presence_list(user_id)
 
     def presence_leave(self, user_id, member):
-        members = self._present.get(str(user_id), set())
-        members.discard(member)
+        members = self._present.get(str(user_id), {})
+        members.pop(member, None)
         if not members:
             self._present.pop(str(user_id), None)
-        return self.presence_count(user_id)
+        return self.presence_list(user_id)
+
+    def presence_list(self, user_id):
+        return online_list(self._present.get(str(user_id), {}).items())
 
     def presence_count(self, user_id):
         return len(self._present.get(str(user_id), ()))

@@ -7,7 +7,7 @@ import uuid
 import redis
 
 from ..metrics import BROKER_RECONNECTS
-from .base import Broker
+from .base import Broker, online_list
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,16 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.1, 5.0
 # Presence entries live this long unless refreshed; each process refreshes its own well before, so a
 # process that dies (even by SIGKILL) stops counting within PRESENCE_TTL.
 PRESENCE_TTL, PRESENCE_REFRESH = 60.0, 20.0
+
+
+def _online(entries):
+    """The online list from the members of a user's presence set."""
+    members = []
+    for raw in entries:
+        parts = raw.decode(errors="replace").split(":", 2)
+        if len(parts) >= 2:
+            members.append((parts[1], parts[2] if len(parts) == 3 else None))
+    return online_list(members)
 
 
 class RedisBroker(Broker):
@@ -26,7 +36,8 @@ class RedisBroker(Broker):
     """
 
     shared = True
-    # Presence: one sorted set per user, members "<origin>:<socket>", scored by when they expire.
+    # Presence: one sorted set per user, members "<origin>:<socket>" or "<origin>:<socket>:<name>", scored
+    # by when they expire.
 
     def __init__(self, url, prefix):
         super().__init__()
@@ -39,7 +50,7 @@ class RedisBroker(Broker):
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._prefix = prefix
-        self._members = {}  # user id -> this process's present members, refreshed by the listener
+        self._members = {}  # user id -> {socket id: set member} of this process, refreshed by the listener
         self._refreshed = 0.0
 
     def _redis(self):
@@ -77,32 +88,55 @@ class RedisBroker(Broker):
     def _presence_key(self, user_id):
         return f"{self._prefix}:presence:{user_id}"
 
-    def presence_join(self, user_id, member):
+    def _entry(self, member, name):
+        # The socket's name travels in the set's member itself: listing the user's devices stays one read.
+        return f"{self.origin}:{member}" if name is None else f"{self.origin}:{member}:{name}"
+
+    def presence_join(self, user_id, member, name=None):
         user_id = str(user_id)
-        self._members.setdefault(user_id, set()).add(member)
+        entry = self._entry(member, name)
+        self._members.setdefault(user_id, {})[member] = entry
         key = self._presence_key(user_id)
+        now = time.time()
         try:
             pipe = self._redis().pipeline()
-            pipe.zadd(key, {f"{self.origin}:{member}": time.time() + PRESENCE_TTL})
+            pipe.zadd(key, {entry: now + PRESENCE_TTL})
             pipe.expire(key, int(PRESENCE_TTL) + 1)
-            pipe.execute()
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zrange(key, 0, -1)
+            return _online(pipe.execute()[-1])
         except redis.RedisError as exc:
             log.warning("presence not recorded, redis unavailable: %s", exc)
             return None
-        return self.presence_count(user_id)
 
     def presence_leave(self, user_id, member):
         user_id = str(user_id)
-        members = self._members.get(user_id, set())
-        members.discard(member)
+        members = self._members.get(user_id, {})
+        entry = members.pop(member, None) or self._entry(member, None)
         if not members:
             self._members.pop(user_id, None)
+        key = self._presence_key(user_id)
         try:
-            self._redis().zrem(self._presence_key(user_id), f"{self.origin}:{member}")
+            pipe = self._redis().pipeline()
+            pipe.zrem(key, entry)
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.zrange(key, 0, -1)
+            return _online(pipe.execute()[-1])
         except redis.RedisError as exc:
             log.warning("presence not updated, redis unavailable: %s", exc)
             return None
-        return self.presence_count(user_id)
+
+    def presence_list(self, user_id):
+        """The user's open sockets on every host; None while Redis is unreachable."""
+        key = self._presence_key(user_id)
+        try:
+            pipe = self._redis().pipeline()
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.zrange(key, 0, -1)
+            return _online(pipe.execute()[-1])
+        except redis.RedisError as exc:
+            log.warning("presence unknown, redis unavailable: %s", exc)
+            return None
 
     def presence_count(self, user_id):
         """How many sockets the user has open on every host; None while Redis is unreachable."""
@@ -125,7 +159,7 @@ class RedisBroker(Broker):
         pipe = self._redis().pipeline(transaction=False)
         for user_id, members in list(self._members.items()):
             key = self._presence_key(user_id)
-            pipe.zadd(key, {f"{self.origin}:{m}": now + PRESENCE_TTL for m in members})
+            pipe.zadd(key, {entry: now + PRESENCE_TTL for entry in members.values()})
             pipe.expire(key, int(PRESENCE_TTL) + 1)
         pipe.execute()
 
