@@ -84,7 +84,7 @@ def main():
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             pages = {}
-            for name, viewport in (("Pixel 8", {"width": 412, "height": 915}), ("Laptop", {"width": 1280, "height": 900})):
+            for name, viewport in (("Pixel 8", {"width": 412, "height": 2200}), ("Laptop", {"width": 1280, "height": 1560})):
                 context = browser.new_context(viewport=viewport, device_scale_factor=1, locale="en-GB",
                                               timezone_id="Europe/Paris")
                 page = context.new_page()
@@ -101,8 +101,8 @@ def main():
                 expect(page.locator("#device-list .device")).to_have_count(2)
                 expect(page.locator("#now-emotion")).to_have_text("Happy")
                 page.wait_for_timeout(500)  # the chart settles
-            pages["Laptop"].screenshot(path=OUT / "desktop.png", full_page=True)
-            pages["Pixel 8"].screenshot(path=OUT / "phone.png", full_page=True)
+            pages["Laptop"].screenshot(path=OUT / "desktop.png")
+            pages["Pixel 8"].screenshot(path=OUT / "phone.png")
             browser.close()
         print(f"wrote {OUT / 'desktop.png'} and {OUT / 'phone.png'}")
     finally:

@@ -3,8 +3,8 @@
 const charts = new WeakMap();
 
 /** Draw (or redraw) a stacked bar chart on `canvas`: `labels` along x, one series per `{label, color, data}`;
- * `format(value)` writes a value in tooltips and on the y axis. */
-export function stackedBars(canvas, labels, series, format) {
+ * the y axis runs from 0 to `max` in `step`s, its ticks written by `tick(value)`, tooltips by `format(value)`. */
+export function stackedBars(canvas, labels, series, { format, tick, max, step }) {
   const Chart = globalThis.Chart;
   const data = {
     labels,
@@ -27,7 +27,7 @@ export function stackedBars(canvas, labels, series, format) {
       responsive: true,
       scales: {
         x: { stacked: true, grid: { display: false } },
-        y: { stacked: true, beginAtZero: true, ticks: { callback: (value) => format(value) } },
+        y: { stacked: true, min: 0, max, ticks: { stepSize: step, callback: tick } },
       },
       plugins: {
         legend: { position: "bottom", labels: { boxWidth: 14 } },

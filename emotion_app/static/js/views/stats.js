@@ -52,8 +52,10 @@ export class Stats {
         color: this.palette[emotion].color,
         data: stats.buckets.map((bucket) => hours((bucket.emotions[emotion] || { seconds: 0 }).seconds)),
       }));
+    // A day holds 24 hours (25 across a DST change: the axis grows to fit).
+    const tallest = Math.max(0, ...stats.buckets.map((_, i) => series.reduce((sum, s) => sum + s.data[i], 0)));
     stackedBars(this.canvas, stats.buckets.map((bucket) => shortDate(bucket.label)), series,
-      (value) => duration(value * 3600));
+      { format: (value) => duration(value * 3600), tick: (value) => `${value} h`, max: Math.max(24, Math.round(tallest)), step: 6 });
     const ranked = Object.entries(stats.totals).sort((a, b) => b[1].seconds - a[1].seconds);
     this.canvas.setAttribute("aria-label", `Time per emotion per day, last ${this.days} days: ` +
       (ranked.map(([emotion, total]) => `${emotion} ${duration(total.seconds)}`).join(", ") || "nothing tracked"));
