@@ -101,9 +101,7 @@ def _json(pages):
     for page in pages:
         parts = []
         for row in page:
-            payload = event_payload(row)
-            payload.setdefault("device", row.device)
-            parts.append(separator + json.dumps(payload, separators=(",", ":")))
+            parts.append(separator + json.dumps(event_payload(row), separators=(",", ":")))
             separator = ",\n"
         yield "".join(parts).encode()
     yield b"\n]\n"

@@ -96,18 +96,12 @@ class RedisBroker(Broker):
         user_id = str(user_id)
         entry = self._entry(member, name)
         self._members.setdefault(user_id, {})[member] = entry
-        key = self._presence_key(user_id)
-        now = time.time()
-        try:
-            pipe = self._redis().pipeline()
-            pipe.zadd(key, {entry: now + PRESENCE_TTL})
+
+        def join(pipe, key):
+            pipe.zadd(key, {entry: time.time() + PRESENCE_TTL})
             pipe.expire(key, int(PRESENCE_TTL) + 1)
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zrange(key, 0, -1)
-            return _online(pipe.execute()[-1])
-        except redis.RedisError as exc:
-            log.warning("presence not recorded, redis unavailable: %s", exc)
-            return None
+
+        return self._online_after(user_id, join, "not recorded")
 
     def presence_leave(self, user_id, member):
         user_id = str(user_id)
@@ -115,27 +109,25 @@ class RedisBroker(Broker):
         entry = members.pop(member, None) or self._entry(member, None)
         if not members:
             self._members.pop(user_id, None)
-        key = self._presence_key(user_id)
-        try:
-            pipe = self._redis().pipeline()
-            pipe.zrem(key, entry)
-            pipe.zremrangebyscore(key, "-inf", time.time())
-            pipe.zrange(key, 0, -1)
-            return _online(pipe.execute()[-1])
-        except redis.RedisError as exc:
-            log.warning("presence not updated, redis unavailable: %s", exc)
-            return None
+        return self._online_after(user_id, lambda pipe, key: pipe.zrem(key, entry), "not updated")
 
     def presence_list(self, user_id):
         """The user's open sockets on every host; None while Redis is unreachable."""
+        return self._online_after(user_id, None, "unknown")
+
+    def _online_after(self, user_id, change, failure):
+        """Apply `change(pipe, key)` (if any), drop expired members and read the user's online list, in one
+        round trip; None (logged as "presence <failure>") while Redis is unreachable."""
         key = self._presence_key(user_id)
         try:
             pipe = self._redis().pipeline()
+            if change is not None:
+                change(pipe, key)
             pipe.zremrangebyscore(key, "-inf", time.time())
             pipe.zrange(key, 0, -1)
             return _online(pipe.execute()[-1])
         except redis.RedisError as exc:
-            log.warning("presence unknown, redis unavailable: %s", exc)
+            log.warning("presence %s, redis unavailable: %s", failure, exc)
             return None
 
     def presence_count(self, user_id):
