@@ -8,6 +8,9 @@ Scenarios (each prints one JSON line, then a readable summary):
               per socket (RSS of the whole gunicorn process tree, before and after).
   handshakes  connect + authenticate + first frame, as many per second as N concurrent clients manage
               (a raw-socket client, so that the generator is not what limits the figure).
+  history     one user with a long history (E events over D days, written straight to the database):
+              latency of the statistics endpoint for the page's ranges, and the export's rows per second
+              and the server's memory while it streams.
 
 Runs against a server it started also report the CPU time the server and the generator used
 (server_cpu_percent, generator_cpu_percent; fanout also server_cpu_us_per_update): on a small
@@ -53,6 +56,7 @@ class Server:
 
     def __init__(self, url=None, env=None, workdir=None):
         self.proc = None
+        self.database_url = (env or {}).get("DATABASE_URL")
         self.url = url
         self.env = env or {}
         self.workdir = workdir
@@ -65,6 +69,7 @@ class Server:
         env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning",
                "DATABASE_URL": f"sqlite:///{self.workdir}/bench.db",
                "PROMETHEUS_MULTIPROC_DIR": f"{self.workdir}/metrics", **LIMITS_OFF, **self.env}
+        self.database_url = env["DATABASE_URL"]
         subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
         self.log = open(Path(self.workdir) / "server.log", "wb")
@@ -415,6 +420,77 @@ async def handshakes(server, concurrency, duration, users):
     }
 
 
+def history(server, events, days, requests):
+    """Stats latency and export throughput for one user with `events` events spread over `days` days."""
+    import random
+
+    import sqlalchemy as sa
+
+    if not server.database_url:
+        raise SystemExit("history writes its events to the database: give --env DATABASE_URL=... with --url")
+    token = make_users(server, 1)[0]
+    user_id = int(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["sub"])
+    rng = random.Random(1)
+    names = ["happy", "sad", "angry", "surprised", "fearful", "disgusted", "neutral"]
+    now = time.time()
+    step = days * 86400 / events
+    engine = sa.create_engine(server.database_url)
+    started = time.monotonic()
+    with engine.begin() as conn:
+        insert = sa.text("INSERT INTO emotion_events (user_id, emotion, created_at, seq, device) "
+                         "VALUES (:u, :e, :t, :s, :d)")
+        for first in range(0, events, 10_000):
+            conn.execute(insert, [
+                {"u": user_id, "e": rng.choice(names), "s": n + 1, "d": rng.choice(["Laptop", "Phone", None]),
+                 "t": _utc(now - (events - n) * step)}
+                for n in range(first, min(events, first + 10_000))
+            ])
+        conn.execute(sa.text("UPDATE users SET last_seq = :s WHERE id = :u"), {"s": events, "u": user_id})
+    engine.dispose()
+    seeded_s = time.monotonic() - started
+
+    def get(path):
+        req = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {token}"})
+        return urllib.request.urlopen(req, timeout=120)
+
+    stats = {}
+    for name, bucket, back in (("day_7d", "day", 7), ("day_30d", "day", 30), ("hour_31d", "hour", 31),
+                               ("week_all", "week", min(days, 1830))):
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - back * 86400 + 60))
+        query = f"bucket={bucket}&tz=Europe/Paris&from={since}"
+        latencies = []
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            with get(f"/api/emotions/stats?{query}") as resp:
+                body = json.load(resp)
+            latencies.append(time.perf_counter() - t0)
+        changes = sum(total["count"] for total in body["totals"].values())
+        stats[name] = {"buckets": len(body["buckets"]), "events_in_range": changes, "latency_ms": percentiles(latencies)}
+
+    export = {}
+    for fmt in ("csv", "json"):
+        before = server.rss_bytes()
+        peak, size, chunks = before, 0, 0
+        t0 = time.perf_counter()
+        with get(f"/api/emotions/export?format={fmt}") as resp:
+            while chunk := resp.read(1 << 16):
+                size += len(chunk)
+                chunks += 1
+                if chunks % 16 == 0 and before is not None:
+                    peak = max(peak, server.rss_bytes())
+        elapsed = time.perf_counter() - t0
+        export[fmt] = {"mb": round(size / 1e6, 1), "seconds": round(elapsed, 2), "events_per_s": int(events / elapsed),
+                       "server_rss_growth_mb": round((peak - before) / 1e6, 1) if before is not None else None}
+    return {"scenario": "history", "events": events, "days": days, "requests": requests,
+            "seed_seconds": round(seeded_s, 1), "stats": stats, "export": export}
+
+
+def _utc(epoch):
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
+
+
 def summary(result):
     if result["scenario"] == "fanout":
         lat = result["latency_ms"]
@@ -426,6 +502,12 @@ def summary(result):
         return (f"idle: {result['opened']}/{result['sockets']} sockets open ({result['failed']} failed), "
                 f"{result['alive_after_hold']} alive after {result['hold_seconds']} s; server RSS "
                 f"{result['rss_before_mb']} -> {result['rss_after_mb']} MB = {result['rss_per_socket_kb']} KB per socket")
+    if result["scenario"] == "history":
+        stats = ", ".join(f"{name} ({r['buckets']} buckets, {r['events_in_range']} events) p50 {r['latency_ms']['p50']} ms "
+                          f"p95 {r['latency_ms']['p95']} ms" for name, r in result["stats"].items())
+        export = ", ".join(f"{fmt} {r['mb']} MB in {r['seconds']} s ({r['events_per_s']} events/s, server RSS "
+                           f"+{r['server_rss_growth_mb']} MB)" for fmt, r in result["export"].items())
+        return f"history: {result['events']} events over {result['days']} days; stats {stats}; export {export}"
     lat = result["latency_ms"]
     return (f"handshakes: {result['per_second']} per second with {result['concurrency']} concurrent clients "
             f"({result['failures']} failed); latency p50 {lat['p50']} ms, p99 {lat['p99']} ms")
@@ -450,6 +532,10 @@ def main(argv=None):
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--duration", type=float, default=10)
     p.add_argument("--users", type=int, default=20)
+    p = sub.add_parser("history")
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--requests", type=int, default=20, help="requests per statistics range")
     args = parser.parse_args(argv)
 
     if args.url and not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
@@ -462,6 +548,9 @@ def main(argv=None):
         parser.error("idle is bounded to 15,000 sockets held for 300 s")
     if args.scenario == "handshakes" and not (args.concurrency <= 500 and args.duration <= 300):
         parser.error("handshakes is bounded to 500 concurrent clients for 300 s")
+    if args.scenario == "history" and not (args.events <= 2_000_000 and 1 <= args.days <= 3650
+                                           and args.requests <= 200):
+        parser.error("history is bounded to 2,000,000 events over 10 years and 200 requests per range")
 
     # Many sockets need many file descriptors, in this process and in the server it starts.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -481,6 +570,8 @@ def main(argv=None):
             result = run(fanout(server, args.users, args.devices, args.rate, args.duration))
         elif args.scenario == "idle":
             result = run(idle(server, args.sockets, args.batch, args.hold, args.users))
+        elif args.scenario == "history":
+            result = history(server, args.events, args.days, args.requests)
         else:
             result = run(handshakes(server, args.concurrency, args.duration, args.users))
     result["server_env"] = env

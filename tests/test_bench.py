@@ -39,12 +39,22 @@ def test_handshakes_smoke():
     assert result["server_cpu_seconds"] > 0 and result["generator_cpu_percent"] >= 0
 
 
+def test_history_smoke():
+    result = run_bench("history", "--events", "300", "--days", "10", "--requests", "1")
+    assert result["stats"]["day_7d"]["buckets"] == 8  # 7 days back from a time of day: 8 local dates
+    assert 0 < result["stats"]["day_7d"]["events_in_range"] < 300
+    assert result["stats"]["week_all"]["events_in_range"] >= 299
+    assert {fmt: r["events_per_s"] > 0 for fmt, r in result["export"].items()} == {"csv": True, "json": True}
+    assert result["export"]["csv"]["server_rss_growth_mb"] is not None
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ["fanout", "--rate", "100000", "--duration", "100"],
         ["idle", "--sockets", "50000"],
         ["handshakes", "--concurrency", "10000"],
+        ["history", "--events", "5000000"],
         ["--url", "http://10.0.0.1:8000", "handshakes"],
     ],
 )
