@@ -10,6 +10,7 @@ export class ApiError extends Error {
     this.status = status;
     this.code = code;
     this.body = body;
+    this.retryAfter = body && typeof body.retry_after === "number" ? body.retry_after : null; // seconds
   }
 }
 

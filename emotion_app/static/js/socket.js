@@ -35,7 +35,8 @@ export class EmotionSocket extends EventTarget {
   /**
    * @param {object} options
    * @param {() => Promise<string>} [options.ticket] returns a single-use ticket (POST /api/ws-ticket);
-   *   a rejection with `status` 401 or 403 stops the socket, any other retries later.
+   *   a rejection with `status` 401 or 403 stops the socket, any other retries later (not before its
+   *   `retryAfter` seconds, if it has them).
    * @param {() => Promise<string>} [options.token] returns an access token (instead of tickets).
    * @param {string} [options.url] the socket's URL or path ("/api/ws").
    * @param {string} [options.device] this device's name, shown to the user's other devices.
