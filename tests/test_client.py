@@ -211,8 +211,9 @@ def test_a_password_change_elsewhere_ends_the_watch_too(live_server):
 
 
 def test_http_calls_and_the_watch_renew_short_lived_tokens(server_factory):
-    # Sockets without in-band renewal are closed with 4401 at expiry; the client renews over HTTP
-    # and resumes at once, without losing or repeating an event.
+    # The default notice (60 s) is longer than these tokens live: the server says `token_expiring` at
+    # once, and the client renews in band or, when a token from the same second is no newer, by
+    # reconnecting after the 4401; either way without losing or repeating an event.
     server = server_factory(ACCESS_TOKEN_TTL=2)
     client = fast_client(server.url)
     new_user(client)

@@ -88,7 +88,9 @@ class Watch(Iterator[WatchEvent]):
         self._socket_token: str | None = None
         self._outbox: dict[str, _Pending] = {}
         self._resend_at: float | None = None
-        self._refresh_pending = False
+        self._offered: str | None = None  # the token sent in a `refresh` not yet answered
+        self._renew_at: float | None = None  # when to offer a newer token again (after token_not_newer)
+        self._renew_retried: str | None = None  # the socket token that retry was for: once per token
         self._resync: list[int] | None = None  # [since, count] while catching up
         self._paging = False
         self._retried_refresh = False
@@ -237,6 +239,9 @@ class Watch(Iterator[WatchEvent]):
                 if self._resend_at is not None and now >= self._resend_at:
                     self._resend_at = None
                     self._resend(sock)
+                if self._renew_at is not None and now >= self._renew_at:
+                    self._renew_at = None
+                    self._renew(sock, stale=self._offered or self._socket_token)
                 frame = sock.recv(self._wait(now, last_frame, ping_sent))
                 if frame is None:
                     continue
@@ -258,6 +263,8 @@ class Watch(Iterator[WatchEvent]):
             due.append(last_frame + self._heartbeat)
         if self._resend_at is not None:
             due.append(self._resend_at)
+        if self._renew_at is not None:
+            due.append(self._renew_at)
         return max(0.0, min(due) - now)
 
     def _closed(self, closed: Closed) -> _Outcome:
@@ -287,16 +294,17 @@ class Watch(Iterator[WatchEvent]):
         elif kind == "presence":
             self._emit(Presence.from_json(frame))
         elif kind == "token_expiring":
-            self._renew(sock)
-        elif kind == "refreshed":
-            self._refresh_pending = False
+            self._renew(sock, stale=self._socket_token)
+        elif kind == "refreshed" and self._offered is not None:
+            # The socket now lives as long as the offered token (and belongs to its login).
+            self._socket_token, self._offered = self._offered, None
         elif kind == "error":
             self._error(sock, frame)
 
     def _established(self, sock: Socket, frame: dict[str, Any]) -> None:
         self._retried_refresh = False
         self.backoff.connected()
-        self._refresh_pending = False
+        self._offered = self._renew_at = self._renew_retried = None
         self._paging = False
         self._current_id = frame.get("last_event_id") or 0
         if self.last_id is None:
@@ -337,14 +345,16 @@ class Watch(Iterator[WatchEvent]):
             self._resync = None
             self._emit(Resynced(count, since, self.last_id))
 
-    def _renew(self, sock: Socket) -> None:
-        """Answer `token_expiring`: a new access token over HTTP, handed to the open socket."""
+    def _renew(self, sock: Socket, stale: str | None) -> None:
+        """Answer `token_expiring`: a new access token over HTTP (unless the client has one newer than
+        `stale` already), offered to the open socket with a `refresh` frame."""
         try:
-            tokens = self._client._refresh(stale=self._socket_token)
+            tokens = self._client._refresh(stale=stale)
         except Unreachable:
             return  # the server closes with 4401 at expiry; reconnecting renews then
-        self._socket_token = tokens.access_token
-        self._refresh_pending = sock.send({"type": "refresh", "token": tokens.access_token})
+        self._offered = tokens.access_token
+        if not sock.send({"type": "refresh", "token": tokens.access_token}):
+            self._offered = None
 
     def _error(self, sock: Socket, frame: dict[str, Any]) -> None:
         code = frame.get("code")
@@ -359,8 +369,14 @@ class Watch(Iterator[WatchEvent]):
                 self.last_id = self._current_id
                 self._resync = None
             return
-        if self._refresh_pending and (code in REFRESH_REFUSALS or code == "missing_field"):
-            self._refresh_pending = False
+        if self._offered is not None and (code in REFRESH_REFUSALS or code == "missing_field"):
+            if code == "token_not_newer" and self._renew_retried != self._socket_token:
+                # Tokens expire in whole seconds: one issued in the same second as the socket's is no
+                # newer. Offer a fresh one a second later, once; else 4401 at expiry and a reconnect.
+                self._renew_retried = self._socket_token
+                self._renew_at = time.monotonic() + 1.0
+                return
+            self._offered = None
             return  # the old deadline stands: a 4401 at expiry leads to a renewal over HTTP
         if code == "token_revoked":
             raise Revoked(message)
@@ -381,6 +397,8 @@ class Watch(Iterator[WatchEvent]):
     def _resend(self, sock: Socket) -> None:
         with self._lock:
             frames = [item.frame for item in self._outbox.values()]
+        if self._offered is not None:  # a refused or lost `refresh` is offered again too
+            frames.append({"type": "refresh", "token": self._offered})
         for frame in frames:
             sock.send(frame)
 
