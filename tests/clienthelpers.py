@@ -5,10 +5,9 @@ import time
 import uuid
 
 import pytest
-
 from emotion_client import Backoff, Client, Connected, Disconnected, EmotionUpdate
-from tests.conftest import PASSWORD
 
+from tests.conftest import PASSWORD
 
 _OPEN = []
 
@@ -113,7 +112,8 @@ class Writer(threading.Thread):
             server = self.servers[turn % len(self.servers)]
             turn += 1
             try:
-                status, body = server.request("POST", "/api/emotions", {"emotion": "happy"}, token=self.token, timeout=2)
+                update = {"emotion": "happy"}
+                status, body = server.request("POST", "/api/emotions", update, token=self.token, timeout=2)
                 if status == 201:
                     self.acked.append(body["id"])
             except OSError:

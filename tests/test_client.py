@@ -8,8 +8,8 @@ import time
 import uuid
 
 import pytest
-
 from emotion_client import AuthError, Connected, Revoked
+
 from tests.clienthelpers import (  # noqa: F401 (close_clients is a fixture)
     Reader,
     Writer,
@@ -169,7 +169,9 @@ def test_an_update_over_the_socket_is_resent_after_a_drop_and_stored_once(live_s
         reader.wait_connected()
         proxy.stall()
         result = {}
-        thread = threading.Thread(target=lambda: result.update(event=client.set("angry", client_msg_id="on-the-socket")))
+        thread = threading.Thread(
+            target=lambda: result.update(event=client.set("angry", client_msg_id="on-the-socket"))
+        )
         thread.start()
         time.sleep(0.2)  # sent into the silent network: no confirmation comes
         assert thread.is_alive()

@@ -6,8 +6,8 @@ import time
 
 import httpx
 import pytest
-
 from emotion_client import ApiError, Backoff, Client, Connected, Disconnected, Tokens, Unreachable
+
 from tests.clienthelpers import close_clients, fast_client, new_user  # noqa: F401 (close_clients is a fixture)
 from tests.conftest import free_port
 

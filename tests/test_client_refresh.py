@@ -11,9 +11,9 @@ import urllib.parse
 
 import httpx
 import pytest
+from emotion_client import AuthError, Connected, Disconnected, EmotionUpdate, Revoked, Tokens
 from websockets.sync.server import serve
 
-from emotion_client import AuthError, Client, Connected, Disconnected, EmotionUpdate, Revoked, Tokens
 from tests.clienthelpers import (  # noqa: F401 (close_clients is a fixture)
     Reader,
     close_clients,

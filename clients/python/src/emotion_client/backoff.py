@@ -47,7 +47,7 @@ class Backoff:
     def ceiling(self, attempt: int) -> float:
         """The longest wait of attempt `attempt` (1-based)."""
         # min() before the power would overflow for a long outage.
-        return min(self.cap, self.base * 2 ** min(attempt - 1, 64))
+        return float(min(self.cap, self.base * 2.0 ** min(attempt - 1, 64)))
 
     def next_delay(self, retry_after: float | None = None) -> float:
         """Count a failed attempt and return how long to wait before the next one."""

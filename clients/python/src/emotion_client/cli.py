@@ -204,7 +204,9 @@ def cmd_stats(client: Client, args: argparse.Namespace) -> int:
         print("  nothing recorded")
     for emotion, total in sorted(totals.items(), key=lambda item: -item[1].get("seconds", 0)):
         share = total.get("share", 0) * 100
-        print(f"  {emotion:<10} {_duration(total.get('seconds', 0)):>8}  {share:5.1f}%  ({total.get('count', 0)} times)")
+        count = total.get("count", 0)
+        changes = f"{count} change{'s' if count != 1 else ''}"
+        print(f"  {emotion:<10} {_duration(total.get('seconds', 0)):>8}  {share:5.1f}%  ({changes})")
     return EXIT_OK
 
 
@@ -286,7 +288,8 @@ def _date(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date or time: {text!r} (e.g. 2026-11-26 or 2026-11-26T08:00)") from None
+        example = "e.g. 2026-11-26 or 2026-11-26T08:00"
+        raise argparse.ArgumentTypeError(f"not a date or time: {text!r} ({example})") from None
     return value if value.tzinfo else value.astimezone()  # a bare date or time is local
 
 

@@ -135,12 +135,11 @@ class Client:
         """
         client_msg_id = client_msg_id or uuid.uuid4().hex
         stamp = (timestamp or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
+        body: dict[str, Any] = {"emotion": emotion, "timestamp": stamp, "client_msg_id": client_msg_id}
         with self._set_lock:
             watch = self._watch
             if watch is not None and watch.connected:
-                frame = {"type": "emotion_update", "emotion": emotion, "timestamp": stamp, "client_msg_id": client_msg_id}
-                return watch.submit(frame, self.retry_timeout)
-            body: dict[str, Any] = {"emotion": emotion, "timestamp": stamp, "client_msg_id": client_msg_id}
+                return watch.submit({"type": "emotion_update", **body}, self.retry_timeout)
             if self.device:
                 body["device"] = self.device
             return self._post_event(body)
@@ -195,9 +194,10 @@ class Client:
         """Time spent in each emotion per day over the last `days` days (today included) in time zone
         `tz` (an IANA name; the server's default, UTC, if None): the JSON of `/api/emotions/stats`."""
         start = _today(tz) - timedelta(days=max(days, 1) - 1)
-        return self._call(
+        body: dict[str, Any] = self._call(
             "GET", "/api/emotions/stats", params={"from": start.isoformat(), "bucket": "day", "tz": tz}
         )
+        return body
 
     # ---- watching ----------------------------------------------------------------------------------------
 

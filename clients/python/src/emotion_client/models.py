@@ -70,7 +70,9 @@ class User:
     def from_json(cls, data: Mapping[str, Any]) -> User:
         """Build from `{"id", "username", "created_at"}`."""
         created = data.get("created_at")
-        return cls(id=str(data["id"]), username=str(data["username"]), created_at=parse_time(created) if created else None)
+        return cls(
+            id=str(data["id"]), username=str(data["username"]), created_at=parse_time(created) if created else None
+        )
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ class Connected:
 @dataclass(frozen=True)
 class Disconnected:
     """The socket closed or could not be opened: the close code (1006 when the connection was lost
-    without one), why, and the seconds until the next attempt."""
+    without one, or the HTTP status of a refused handshake such as 429 or 503), why, and the seconds
+    until the next attempt (0: at once, as after a server restart, 1012)."""
 
     code: int | None
     reason: str

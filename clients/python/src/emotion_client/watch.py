@@ -122,7 +122,8 @@ class Watch(Iterator[WatchEvent]):
         if isinstance(item, BaseException):
             self._ended = True
             raise item
-        return item
+        event: WatchEvent = item
+        return event
 
     @property
     def connected(self) -> bool:
