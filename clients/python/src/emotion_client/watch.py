@@ -62,7 +62,8 @@ class Watch(Iterator[WatchEvent]):
 
     Every event is yielded once, in id order, across reconnects. Iteration ends with `Revoked` (the
     session was ended elsewhere) or `AuthError` (the session cannot be renewed); `close()` ends it
-    quietly. Use it as a context manager, or call `close()`.
+    quietly. Use it as a context manager, or call `close()`. `last_id` is the id of the last event
+    seen (None until the first connection).
     """
 
     def __init__(
