@@ -143,51 +143,64 @@ def test_refreshing_in_band_keeps_a_socket_open_for_many_token_lifetimes(server)
     ws.close()
 
 
+def send_refresh(ws, token):
+    ws.send(json.dumps({"type": "refresh", **({"token": token} if token is not None else {})}))
+    return recv_json(ws, skip=("presence", "token_expiring"))
+
+
 def test_refusals_leave_the_old_deadline(server):
     first_login = server.login()
     user = first_login["user"]["username"]
-    stranger = server.login()["user"]["username"]  # registered now: only its login must come later
     older = first_login["access_token"]
-    time.sleep(1.05)  # the socket's token expires at least a second after `older`
+    # Logins made now (hashing is slow) whose tokens are refreshed over HTTP later, when needed.
+    stranger = server.login()
+    ended = server.login(user)
+    # The socket's token, as soon as it expires later than `older` (which then has about 2 s left).
+    time.sleep(max(0.0, expiry(older) - TTL + 1 + 0.02 - time.time()))
     current = http_refresh(server, first_login)
     deadline = expiry(current)
     assert expiry(older) < deadline
     claims = pyjwt.decode(current, options={"verify_signature": False})
     later = dict(claims, exp=deadline + 60)
-    cases = {
+    sign = lambda c, key=JWT_KEY: pyjwt.encode(c, key, algorithm="HS256")  # noqa: E731
+    now = {
         "missing": (None, "missing_field"),
         "not_a_string": (12345, "token_invalid"),
         "garbage": ("not-a-jwt", "token_invalid"),
         "refresh_token": (first_login["refresh_token"], "token_invalid"),
-        "expired": (pyjwt.encode(dict(claims, exp=int(time.time()) - 5), JWT_KEY, algorithm="HS256"), "token_invalid"),
-        "other_key": (pyjwt.encode(later, "another-key-entirely-0123456789abcdef", algorithm="HS256"), "token_invalid"),
-        "other_audience": (pyjwt.encode(dict(later, aud="someone-else"), JWT_KEY, algorithm="HS256"), "token_invalid"),
-        "other_issuer": (pyjwt.encode(dict(later, iss="https://evil.example"), JWT_KEY, algorithm="HS256"), "token_invalid"),
-        "ticket": (None, "token_invalid"),
-        "other_user": (None, "token_wrong_user"),
-        "logged_out": (None, "token_revoked"),
-        "same": (current, "token_not_newer"),
+        "expired": (sign(dict(claims, exp=int(time.time()) - 5)), "token_invalid"),
+        "other_key": (sign(later, "another-key-entirely-0123456789abcdef"), "token_invalid"),
+        "other_audience": (sign(dict(later, aud="someone-else")), "token_invalid"),
+        "other_issuer": (sign(dict(later, iss="https://evil.example")), "token_invalid"),
         "older": (older, "token_not_newer"),
+        "same": (current, "token_not_newer"),
     }
-    sockets = {case: server.device(current)[0] for case in cases}
-    wait_for_notice(sockets["missing"])
-    # Made after the notice: each of these expires later than the sockets' token.
+    sockets = []
+    for case, (token, code) in now.items():
+        ws, _ = server.device(current)
+        answer = send_refresh(ws, token)
+        assert answer["type"] == "error" and answer["code"] == code and answer["message"], (case, answer)
+        assert_open(ws)
+        sockets.append(ws)
+    # Tokens made from here on expire later than the sockets' token: only a refusal keeps them out.
+    time.sleep(max(0.0, deadline - NOTICE - time.time()))
     status, body = server.request("POST", "/api/ws-ticket", token=current)
     assert status == 200
-    cases["ticket"] = (body["ticket"], "token_invalid")
-    cases["other_user"] = (server.login(stranger)["access_token"], "token_wrong_user")
-    ended = server.login(user)
+    revoked = http_refresh(server, ended)
     assert server.request("POST", "/api/auth/logout", token=ended["refresh_token"])[0] == 200
-    cases["logged_out"] = (ended["access_token"], "token_revoked")
-    assert expiry(ended["access_token"]) > deadline
-    for case, (token, code) in cases.items():
-        ws = sockets[case]
-        ws.send(json.dumps({"type": "refresh", **({"token": token} if token is not None else {})}))
-        answer = recv_json(ws, skip=("presence", "token_expiring"))
-        assert answer["type"] == "error" and answer["code"] == code, (case, answer)
-        assert answer["message"], case
+    late = {
+        "ticket": (body["ticket"], "token_invalid"),
+        "other_user": (http_refresh(server, stranger), "token_wrong_user"),
+        "logged_out": (revoked, "token_revoked"),
+    }
+    assert expiry(revoked) > deadline
+    for case, (token, code) in late.items():
+        ws, _ = server.device(current)
+        answer = send_refresh(ws, token)
+        assert answer["type"] == "error" and answer["code"] == code and answer["message"], (case, answer)
         assert_open(ws)
-    for ws in sockets.values():
+        sockets.append(ws)
+    for ws in sockets:
         assert_expires_at(ws, deadline)
 
 
