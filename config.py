@@ -26,7 +26,7 @@ VARIABLES = (
     "JWT_ISSUER", "JWT_AUDIENCE", "WS_TICKET_TTL", "ALLOWED_ORIGINS", "TRUSTED_PROXIES",
     "RATE_LIMIT_AUTH", "RATE_LIMIT_LOGIN_FAILURES", "RATE_LIMIT_HANDSHAKE", "WS_MAX_SOCKETS_PER_USER",
     "WS_MAX_SOCKETS", "WS_FRAME_RATE", "WS_FRAME_BURST", "METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR",
-    "LOG_FORMAT",
+    "LOG_FORMAT", "WS_TOKEN_NOTICE",
 )
 
 
@@ -142,6 +142,8 @@ def settings(env=None):
         "WS_SEND_QUEUE": _int(env, "WS_SEND_QUEUE", 256, minimum=1),
         "WS_SEND_TIMEOUT": _float(env, "WS_SEND_TIMEOUT", 10.0, minimum=0.1),
         "WS_COMPRESSION": _bool(env, "WS_COMPRESSION", False),
+        # How long before a socket's token expires it is told so (token_expiring); 0: never told.
+        "WS_TOKEN_NOTICE": _int(env, "WS_TOKEN_NOTICE", 60),
         "HISTORY_MAX_LIMIT": _int(env, "HISTORY_MAX_LIMIT", 100, minimum=1),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "info").upper(),
         "REDIS_URL": env.get("REDIS_URL") or None,

@@ -13,10 +13,12 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask_jwt_extended import (
     create_access_token,
     create_refresh_token,
+    decode_token,
     get_jwt,
     jwt_required,
 )
-from flask_jwt_extended.exceptions import WrongTokenError
+from flask_jwt_extended.exceptions import JWTExtendedException, WrongTokenError
+from jwt import PyJWTError
 from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -209,6 +211,21 @@ def revocation(claims):
     if ver < row[0]:
         return "token_revoked", "Token was revoked by a password change: log in with the new password"
     return None
+
+
+def access_claims(encoded):
+    """The claims of `encoded` if it is a valid, unexpired access token of this service, else None.
+
+    Signature, algorithm, issuer, audience and expiry are checked as for every request; revocation is
+    not (`decode_token` skips the blocklist): call `revocation` too.
+    """
+    try:
+        claims = decode_token(encoded)
+    except (PyJWTError, JWTExtendedException, ValueError):
+        return None
+    if claims.get("type") != "access" or not isinstance(claims.get("exp"), int):
+        return None
+    return claims
 
 
 def register_jwt_callbacks(app):

@@ -123,12 +123,21 @@ class Connection:
     filled from SQL through `fetch` before going on. Replays (`since`) come from SQL the same way.
     """
 
-    def __init__(self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit, sid=None, name=None):
+    # A token this socket is switching to (refresh), while it is checked: (jti, sid). A revocation of it
+    # that arrives meanwhile only marks it, so the check refuses it. Class defaults: idle sockets
+    # carry neither.
+    candidate = None
+    candidate_revoked = False
+
+    def __init__(
+        self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit, sid=None, name=None, expires_at=None
+    ):
         self.id = uuid.uuid4().hex[:16]
         self.ws = ws
         self.user_id = str(user_id)
         self.jti = jti
         self.sid = sid  # the login session the token belongs to
+        self.expires_at = expires_at  # when the token expires (epoch seconds); a refresh moves it
         self.name = name  # the name the device gave itself (devices.device_name), or None
         self.queue = deque()
         self._queue_size = queue_size
@@ -300,6 +309,11 @@ def _epoch(timestamp):
         return time.time()
 
 
+def _names(message, jti, sid):
+    """Whether a revoke message names the token `jti` or its login session `sid`."""
+    return jti == message.get("jti") or (sid is not None and sid == message.get("sid"))
+
+
 class ReplayFailed(Exception):
     """Missed events could not be read from the database."""
 
@@ -363,11 +377,9 @@ class Hub:
             # One token (logout), one login session (logout, either token), or all of the user's (password change).
             error = messages.error("Token has been revoked: log in again", code="token_revoked")
             for conn in self.connections(user_id):
-                if (
-                    message.get("all")
-                    or conn.jti == message.get("jti")
-                    or (conn.sid is not None and conn.sid == message.get("sid"))
-                ):
+                if message.get("all") or _names(message, conn.jti, conn.sid):
                     conn.close(CLOSE_TOKEN_REVOKED, "Token revoked", error=error)
+                elif conn.candidate is not None and _names(message, *conn.candidate):
+                    conn.candidate_revoked = True
         else:
             log.warning("ignoring a broker message of unknown kind %r", kind)

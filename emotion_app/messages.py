@@ -3,7 +3,7 @@ import json
 
 from .timeutil import isoformat, parse_client_timestamp, utcnow
 
-CLIENT_TYPES = ("emotion_update", "ping", "sync")
+CLIENT_TYPES = ("emotion_update", "ping", "sync", "refresh")
 WELCOME = "Connected to emotion detection WebSocket server"
 # Codes of frames refused before their type was known.
 UNPARSED = ("binary_not_supported", "invalid_format", "too_deep", "missing_type", "unknown_type")
@@ -109,6 +109,17 @@ def parse_since(value, name="since"):
     return value
 
 
+def parse_refresh(frame):
+    """Return the access token of a `refresh` frame, or raise FrameError (missing_field, token_invalid)."""
+    token = frame.get("token")
+    if token is None:
+        raise FrameError("missing_field", "Missing field 'token': send the new access token", field="token")
+    # A JWT is ASCII; anything else cannot be one (and would not survive encoding for the signature check).
+    if not isinstance(token, str) or not token.isascii():
+        raise FrameError("token_invalid", "Field 'token' must be an access token (a string)", field="token")
+    return token
+
+
 def encode(frame):
     """Serialise a server frame (compact JSON text)."""
     return json.dumps(frame, separators=(",", ":"))
@@ -167,6 +178,16 @@ def presence(user_id, change, device, online):
             "online": online,
         }
     )
+
+
+def token_expiring(expires_in):
+    """The socket's access token expires in `expires_in` whole seconds: send `refresh` with a new one."""
+    return encode({"type": "token_expiring", "expires_in": expires_in})
+
+
+def refreshed(expires_at, expires_in):
+    """A `refresh` was accepted: the socket now lasts until `expires_at` (a datetime), `expires_in` s from now."""
+    return encode({"type": "refreshed", "expires_at": isoformat(expires_at), "expires_in": expires_in})
 
 
 def error(message, code=None, **extra):

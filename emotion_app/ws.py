@@ -3,10 +3,13 @@
 The origin, the token or ticket, `?since=`, `?device=` and the capacity are checked in `before_request`,
 so a refused request gets an HTTP error before any WebSocket handshake. After the handshake the socket
 gets `connection_established` with the user's state, then the events it missed (with `since`), then
-every emotion change of its user; the receive loop validates frames, stores updates and answers pings.
+every emotion change of its user; the receive loop validates frames, stores updates, answers pings,
+warns before the token expires (`token_expiring`) and takes a newer token in-band (`refresh`).
 """
 import logging
+import math
 import time
+from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
@@ -14,7 +17,7 @@ from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import logs, messages, store, tickets
-from .auth import revocation
+from .auth import access_claims, revocation
 from .devices import device_name
 from .errors import ApiError
 from .extensions import db, read_connection, sock
@@ -131,6 +134,7 @@ def emotion_socket(ws):
         replay_limit=app.config["REPLAY_LIMIT"],
         sid=g.ws_sid,
         name=g.ws_device,
+        expires_at=g.ws_expires_at,
     )
     broker.start()  # this process's listener, on its first socket
     # Attach before reading the state: an event committed after the read is then queued, and one
@@ -160,7 +164,7 @@ def emotion_socket(ws):
             since = None
         broker.publish(_presence(conn, "connected", online))
         conn.start(last_seq, since)
-        _receive_loop(app, ws, conn, g.ws_expires_at)
+        _receive_loop(app, ws, conn)
     except ConnectionClosed:
         pass
     finally:
@@ -207,11 +211,13 @@ def _too_old(since):
     )
 
 
-def _receive_loop(app, ws, conn, expires_at):
+def _receive_loop(app, ws, conn):
     rate = app.config["WS_FRAME_RATE"]
     frames = FrameLimiter(rate, app.config["WS_FRAME_BURST"])
+    notice = app.config["WS_TOKEN_NOTICE"]
+    noticed = None  # the deadline token_expiring was sent for: once per deadline
     while not conn.closing:
-        remaining = expires_at - time.time()
+        remaining = conn.expires_at - time.time()
         if remaining <= 0:
             conn.close(
                 CLOSE_TOKEN_EXPIRED,
@@ -219,7 +225,12 @@ def _receive_loop(app, ws, conn, expires_at):
                 error=messages.error("Access token has expired: reconnect with a fresh token", code="token_expired"),
             )
             return
-        data = ws.receive(timeout=remaining)
+        if noticed != conn.expires_at and remaining <= notice:
+            # Through the queue: after connection_established and any replay.
+            conn.push(messages.token_expiring(math.floor(remaining)))
+            noticed = conn.expires_at
+        # Sleep until a frame comes, the notice is due, or the token expires: no timer of our own.
+        data = ws.receive(timeout=remaining if noticed == conn.expires_at else remaining - notice)
         if data is None or conn.closing:
             continue
         wait, flooding = frames.check()
@@ -250,6 +261,8 @@ def _handle(app, conn, data):
             return messages.pong(frame.get("timestamp"))
         if frame["type"] == "sync":
             return _sync(conn, messages.parse_since(frame.get("since")))
+        if frame["type"] == "refresh":
+            return _refresh(conn, messages.parse_refresh(frame))
         emotion, client_timestamp, client_msg_id = messages.validate_update(frame, app.config["EMOTIONS"])
     except messages.FrameError as exc:
         if exc.code in messages.UNPARSED:
@@ -280,3 +293,40 @@ def _sync(conn, since):
         return _too_old(since)
     conn.sync(since)
     return None
+
+
+def _refresh(conn, token):
+    """Move the socket onto a newer access token of its user; answer `refreshed`, or an error saying why not."""
+    claims = access_claims(token)
+    if claims is None:
+        return messages.error(
+            "Not a valid access token of this service (malformed, expired, or not an access token): "
+            "get one from POST /api/auth/refresh",
+            code="token_invalid",
+        )
+    if claims["sub"] != conn.user_id:
+        return messages.error("This token belongs to another user", code="token_wrong_user")
+    # A revocation of the new token that arrives while the database is read is noted (hub.py), so none
+    # slips in between the read and the switch.
+    conn.candidate, conn.candidate_revoked = (claims["jti"], claims.get("sid")), False
+    try:
+        revoked = revocation(claims)
+    except SQLAlchemyError:
+        DATABASE_ERRORS.inc()
+        return messages.error("Database unavailable, try again", code="database_unavailable")
+    finally:
+        conn.candidate = None
+    if revoked and revoked[0] == "invalid_token":
+        return messages.error(revoked[1], code="token_invalid")
+    if revoked or conn.candidate_revoked:
+        return messages.error("This token has been revoked: log in again", code="token_revoked")
+    if claims["exp"] <= conn.expires_at:
+        return messages.error(
+            "This token does not expire later than the socket's current one: get a new one from POST /api/auth/refresh",
+            code="token_not_newer",
+        )
+    conn.jti, conn.sid, conn.expires_at = claims["jti"], claims.get("sid"), claims["exp"]
+    log.debug("socket moved to a token that expires in %d s", claims["exp"] - time.time())
+    return messages.refreshed(
+        datetime.fromtimestamp(claims["exp"], timezone.utc), max(0, math.floor(claims["exp"] - time.time()))
+    )

@@ -25,11 +25,12 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | 
 frames_as_objects = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.one_of(st.sampled_from(["emotion_update", "ping", "sync", "pong", "", "EMOTION_UPDATE"]), json_values),
+        "type": st.one_of(st.sampled_from(["emotion_update", "ping", "sync", "refresh", "pong", "", "EMOTION_UPDATE"]), json_values),
         "emotion": st.one_of(st.sampled_from(EMOTIONS), json_values),
         "timestamp": st.one_of(st.sampled_from(["2023-05-09T14:45:00.000Z", "yesterday", "2023-13-45T99:00:00"]), json_values),
         "client_msg_id": st.one_of(st.text(max_size=70), json_values),
         "since": st.one_of(st.integers(min_value=-5, max_value=2**64), st.text(max_size=25), json_values),
+        "token": st.one_of(st.sampled_from(["", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.x"]), json_values),
     },
 )
 frame_texts = st.one_of(
@@ -50,6 +51,8 @@ def test_the_frame_parser_accepts_or_names_a_documented_error(text):
             assert emotion in EMOTIONS
         elif frame["type"] == "sync":
             assert messages.parse_since(frame.get("since")) >= 0
+        elif frame["type"] == "refresh":
+            assert isinstance(messages.parse_refresh(frame), str)
         else:
             assert frame["type"] == "ping"
     except messages.FrameError as exc:

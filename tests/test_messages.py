@@ -1,6 +1,7 @@
 """The wire format: parsing client frames and building server frames."""
 import json
 import re
+from datetime import datetime, timezone
 
 import pytest
 
@@ -116,6 +117,25 @@ def test_pong_and_error_frames():
     assert pong["client_timestamp"] == "2023-05-09T14:40:00.000Z"
     error = json.loads(messages.error("Invalid message format", code="invalid_format"))
     assert error == {"type": "error", "message": "Invalid message format", "code": "invalid_format"}
+
+
+def test_refresh_frames_carry_a_token():
+    assert messages.parse_refresh({"type": "refresh", "token": "a.b.c"}) == "a.b.c"
+    with pytest.raises(FrameError) as info:
+        messages.parse_refresh({"type": "refresh"})
+    assert (info.value.code, info.value.field) == ("missing_field", "token") and "'token'" in info.value.message
+    for token in (5, True, ["a.b.c"], {"t": 1}, "caf\u00e9.b.c", "\ud800"):
+        with pytest.raises(FrameError) as info:
+            messages.parse_refresh({"type": "refresh", "token": token})
+        assert info.value.code == "token_invalid", token
+
+
+def test_token_frames():
+    assert json.loads(messages.token_expiring(42)) == {"type": "token_expiring", "expires_in": 42}
+    moment = datetime(2026, 3, 29, 8, 0, 5, tzinfo=timezone.utc)
+    assert json.loads(messages.refreshed(moment, 900)) == {
+        "type": "refreshed", "expires_at": "2026-03-29T08:00:05.000Z", "expires_in": 900
+    }
 
 
 def test_presence_frames_count_and_list_the_devices():
