@@ -281,6 +281,23 @@ def test_an_emotion_chosen_while_offline_is_stored_once_when_back(server_factory
     assert device.entries() == [events[0]["id"]]
 
 
+def test_the_page_renews_its_token_in_band_and_keeps_one_socket(server_factory, devices):
+    # Tokens of 4 s, renewed 2 s before they expire: 10 s is two and a half lifetimes.
+    server = server_factory(ACCESS_TOKEN_TTL=4, WS_TOKEN_NOTICE=2)
+    username, _ = register(server)
+    device = devices(server)
+    sockets, renewals = [], []
+    device.page.on("websocket", lambda ws: (sockets.append(ws), ws.on(
+        "framereceived", lambda payload: renewals.append(payload) if '"refreshed"' in str(payload) else None)))
+    device.log_in(username)
+    device.page.wait_for_timeout(10_000)
+    device.expect_online(timeout=1)
+    assert len(sockets) == 1 and not sockets[0].is_closed()
+    assert len(renewals) >= 2
+    device.set_emotion("happy")
+    device.expect_now("happy")
+
+
 def test_chart_and_summary_show_the_durations_of_a_known_history(live_server, devices):
     username, user_id = register(live_server)
     paris = ZoneInfo(TZ)

@@ -80,7 +80,11 @@ function endSession(message) {
 // ---- the socket -------------------------------------------------------------------------------------
 
 function startSocket() {
-  socket = new EmotionSocket({ ticket: () => api.ticket(), device: deviceName });
+  socket = new EmotionSocket({
+    ticket: () => api.ticket(),
+    refreshToken: async () => ((await api.refresh()) ? api.session.access : null),
+    device: deviceName,
+  });
   const on = (type, fn) => socket.addEventListener(type, (event) => fn(event.detail));
   on("frame", ({ direction, text }) => log(direction, text));
   on("state", ({ state, retryAt, code, reason, message }) => {
@@ -107,7 +111,10 @@ function startSocket() {
     timeline.reload();
     stats.refresh();
   });
-  on("server-error", (frame) => notify(`Server: ${frame.message}`, true));
+  on("server-error", (frame) => {
+    // A refused in-band renewal needs no one's attention: the socket reconnects with a fresh ticket.
+    if (!String(frame.code).startsWith("token_")) notify(`Server: ${frame.message}`, true);
+  });
   socket.start();
 }
 

@@ -17,12 +17,15 @@
 // - Never loses or doubles an update: `set` gives each one a `client_msg_id` and keeps it in an
 //   outbox until the server confirms it, sending it again after every reconnect (a repeat of an id
 //   is stored once by the server).
+// - Stays connected for days: when the server says the token is about to expire (`token_expiring`),
+//   it asks `refreshToken()` for a new access token and hands it over in-band (`refresh`); without
+//   that option, or if it fails, the server closes with 4401 and a fresh ticket reconnects.
 // - Notices a dead connection: an application ping every `heartbeat` ms, and a pong expected within
 //   `heartbeatTimeout` ms.
 // - Stops for good only when the server revokes the session (4403) or refuses its credentials.
 //
 // Events (CustomEvent, data in `detail`): "state" {state, attempt?, retryIn?, code?, reason?};
-// "established" (the connection_established frame); "update" (an event); "ack" {client_msg_id,
+// "established" (the connection_established frame); "update" (an event); "refreshed" (the frame); "ack" {client_msg_id,
 // event, duplicate}; "presence" (the frame); "synced" (the frame); "reset" (events were pruned
 // before `since`: the established frame's `current` is the state to show); "server-error" (an error
 // frame); "frame" {direction: "in" | "out", text} (every frame, for logging).
@@ -38,18 +41,20 @@ export class EmotionSocket extends EventTarget {
    *   a rejection with `status` 401 or 403 stops the socket, any other retries later (not before its
    *   `retryAfter` seconds, if it has them).
    * @param {() => Promise<string>} [options.token] returns an access token (instead of tickets).
+   * @param {() => Promise<string>} [options.refreshToken] returns a newer access token, handed to the
+   *   server before the socket's one expires.
    * @param {string} [options.url] the socket's URL or path ("/api/ws").
    * @param {string} [options.device] this device's name, shown to the user's other devices.
    * @param {number} [options.since] resume after this event id from the first connect on.
    */
   constructor({
-    ticket, token, url = "/api/ws", device = "", since = null,
+    ticket, token, refreshToken, url = "/api/ws", device = "", since = null,
     backoffBase = 500, backoffCap = 30000, stableAfter = 10000, handshakeTimeout = 15000,
     heartbeat = 30000, heartbeatTimeout = 10000, WebSocketImpl = globalThis.WebSocket,
   } = {}) {
     super();
     if (!ticket && !token) throw new TypeError("EmotionSocket needs a ticket or a token function");
-    Object.assign(this, { _ticket: ticket, _token: token, _url: url, device });
+    Object.assign(this, { _ticket: ticket, _token: token, _refreshToken: refreshToken, _url: url, device });
     this._opts = { backoffBase, backoffCap, stableAfter, handshakeTimeout, heartbeat, heartbeatTimeout };
     this._WebSocket = WebSocketImpl;
     this.lastEventId = since; // null until the first connection_established
@@ -194,6 +199,8 @@ export class EmotionSocket extends EventTarget {
       case "emotion_update": return this._onUpdate(frame);
       case "synced": return this._onSynced(frame);
       case "presence": return this._emit("presence", frame);
+      case "token_expiring": return this._renew();
+      case "refreshed": return this._emit("refreshed", frame);
       case "pong": return undefined;
       case "error": return this._onError(frame);
       default: return undefined;
@@ -256,6 +263,14 @@ export class EmotionSocket extends EventTarget {
         (frame.retry_after || 1) * 1000);
     }
     this._emit("server-error", frame);
+  }
+
+  async _renew() {
+    if (!this._refreshToken) return; // the server closes with 4401 at expiry; a fresh ticket follows
+    const ws = this._ws;
+    let token;
+    try { token = await this._refreshToken(); } catch { return; }
+    if (this._ws === ws && token) this._send({ type: "refresh", token });
   }
 
   _heartbeat() {
