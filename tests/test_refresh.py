@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from datetime import datetime
+from types import SimpleNamespace
 
 import jwt as pyjwt
 import pytest
@@ -265,3 +266,39 @@ def test_refresh_frames_are_rate_limited_like_any_other(server_factory):
     time.sleep(answer["retry_after"])
     assert refresh(ws, token)["type"] == "refreshed"
     ws.close()
+
+
+# ------------------------------------------------------------------------------------------- in process
+
+
+def test_a_revocation_that_arrives_during_the_check_refuses_the_new_token(app, monkeypatch):
+    from flask_jwt_extended import create_access_token
+
+    from emotion_app import ws as ws_module
+    from emotion_app.hub import Connection, Hub
+
+    hub = Hub()
+    conn = Connection(
+        SimpleNamespace(sock=None), 1, "old-jti", 8, 1.0, fetch=None, replay_limit=1, sid="old-sid",
+        expires_at=int(time.time()) + 1,
+    )
+    hub.attach(conn)
+    with app.app_context():
+        token = create_access_token(identity="1", additional_claims={"sid": "new-sid", "ver": 0})
+
+        # The new login is logged out on another server while this one reads the database.
+        def logged_out_meanwhile(claims):
+            hub.dispatch({"kind": "revoke", "user_id": "1", "jti": "new-refresh", "sid": "new-sid"})
+            return None
+
+        monkeypatch.setattr(ws_module, "revocation", logged_out_meanwhile)
+        answer = json.loads(ws_module._refresh(conn, token))
+        assert answer.get("code") == "token_revoked" and not conn.closing, answer
+        assert (conn.jti, conn.sid) == ("old-jti", "old-sid")
+        # Without that revocation the socket moves onto the new login, and its logout closes the socket.
+        monkeypatch.setattr(ws_module, "revocation", lambda claims: None)
+        assert json.loads(ws_module._refresh(conn, token))["type"] == "refreshed"
+    hub.dispatch({"kind": "revoke", "user_id": "1", "jti": "old-jti", "sid": "old-sid"})
+    assert not conn.closing
+    hub.dispatch({"kind": "revoke", "user_id": "1", "jti": "new-refresh", "sid": "new-sid"})
+    assert conn.closing and conn.close_code == 4403
