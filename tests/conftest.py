@@ -329,6 +329,12 @@ class LiveServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
+    def kill(self):
+        """End the server at once (SIGKILL to its process group): for tearing down, not for testing restarts."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def worker_pids(self):
         """PIDs of the gunicorn workers (children of the master, which may sit behind a shell)."""
         children = {}
@@ -461,8 +467,10 @@ def server_factory(tmp_path_factory, sqlite_template):
         return server.start()
 
     yield start
+    # A graceful stop waits for idle keep-alive connections (gunicorn's `keepalive`): seconds per
+    # server that tell nothing once the module's tests are done.
     for server in servers:
-        server.stop()
+        server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -63,8 +63,14 @@ def test_devices_anywhere_get_each_update_exactly_once(cluster):
     status, _ = two_workers.request("POST", "/api/emotions", {"emotion": "neutral"}, token=token)
     assert status == 201
 
-    status, history = host_b.request("GET", "/api/emotions", token=token)
-    stored = sorted(event["id"] for event in history["events"])
+    # The socket updates are stored a moment after they are sent: wait (bounded) until all four are.
+    deadline = time.monotonic() + 10
+    while True:
+        status, history = host_b.request("GET", "/api/emotions", token=token)
+        stored = sorted(event["id"] for event in history["events"])
+        if len(stored) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(stored) == 4
     for ws in devices:
         received = drain_updates(ws)
