@@ -453,19 +453,21 @@ def history(server, events, days, requests):
         req = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {token}"})
         return urllib.request.urlopen(req, timeout=120)
 
-    stats = {}
+    stats, paths = {}, {}
     for name, bucket, back in (("day_7d", "day", 7), ("day_30d", "day", 30), ("hour_31d", "hour", 31),
                                ("week_all", "week", min(days, 1830))):
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - back * 86400 + 60))
-        query = f"bucket={bucket}&tz=Europe/Paris&from={since}"
+        query = paths[name] = f"/api/emotions/stats?bucket={bucket}&tz=Europe/Paris&from={since}"
         latencies = []
         for _ in range(requests):
             t0 = time.perf_counter()
-            with get(f"/api/emotions/stats?{query}") as resp:
+            with get(query) as resp:
                 body = json.load(resp)
             latencies.append(time.perf_counter() - t0)
         changes = sum(total["count"] for total in body["totals"].values())
         stats[name] = {"buckets": len(body["buckets"]), "events_in_range": changes, "latency_ms": percentiles(latencies)}
+
+    stall = _ping_during(server, token, get, paths["week_all"])
 
     export = {}
     for fmt in ("csv", "json"):
@@ -482,7 +484,31 @@ def history(server, events, days, requests):
         export[fmt] = {"mb": round(size / 1e6, 1), "seconds": round(elapsed, 2), "events_per_s": int(events / elapsed),
                        "server_rss_growth_mb": round((peak - before) / 1e6, 1) if before is not None else None}
     return {"scenario": "history", "events": events, "days": days, "requests": requests,
-            "seed_seconds": round(seeded_s, 1), "stats": stats, "export": export}
+            "seed_seconds": round(seeded_s, 1), "stats": stats, "export": export, "ping_during_stats_ms": stall}
+
+
+def _ping_during(server, token, get, path):
+    """Ping round trips (ms percentiles) of another socket of the worker while `path` is computed."""
+    import threading
+
+    import websocket  # websocket-client, a test dependency: a plain blocking client is all this needs
+
+    ws = websocket.create_connection(f"{server.ws_url}?token={token}", timeout=30)
+    ws.recv()  # connection_established
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (get(path).read(), done.set()))
+    worker.start()
+    rtts = []
+    while not done.is_set():
+        t0 = time.perf_counter()
+        ws.send('{"type":"ping"}')
+        while json.loads(ws.recv())["type"] != "pong":
+            pass
+        rtts.append(time.perf_counter() - t0)
+        time.sleep(0.01)
+    worker.join()
+    ws.close()
+    return percentiles(rtts)
 
 
 def _utc(epoch):
@@ -507,7 +533,9 @@ def summary(result):
                           f"p95 {r['latency_ms']['p95']} ms" for name, r in result["stats"].items())
         export = ", ".join(f"{fmt} {r['mb']} MB in {r['seconds']} s ({r['events_per_s']} events/s, server RSS "
                            f"+{r['server_rss_growth_mb']} MB)" for fmt, r in result["export"].items())
-        return f"history: {result['events']} events over {result['days']} days; stats {stats}; export {export}"
+        ping = result["ping_during_stats_ms"]
+        return (f"history: {result['events']} events over {result['days']} days; stats {stats}; export {export}; "
+                f"another socket's ping during week_all p50 {ping['p50']} ms, max {ping['max']} ms")
     lat = result["latency_ms"]
     return (f"handshakes: {result['per_second']} per second with {result['concurrency']} concurrent clients "
             f"({result['failures']} failed); latency p50 {lat['p50']} ms, p99 {lat['p99']} ms")

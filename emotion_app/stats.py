@@ -7,6 +7,7 @@ number of buckets and emotions, never with the number of events.
 """
 from bisect import bisect_right
 from datetime import datetime, time, timedelta
+from time import perf_counter, sleep
 
 from sqlalchemy import bindparam, func, select, union_all
 
@@ -22,6 +23,8 @@ DEFAULT_SPAN = {"hour": timedelta(days=1), "day": timedelta(days=7), "week": tim
 # The longest range per bucket size, in days: it bounds the answer (and the work) to a few hundred buckets.
 MAX_RANGE_DAYS = {"hour": 31, "day": 400, "week": 1830}
 ROWS_PER_FETCH = 500
+# Seconds of work after which a long computation lets the rest of the worker run.
+SHARE_AFTER = 0.02
 HOUR = timedelta(hours=1)
 
 _events = EmotionEvent.__table__
@@ -77,8 +80,15 @@ def summarize(user_id, start, end, bucket, zone, now, emotions):
         rows = conn.execution_options(yield_per=ROWS_PER_FETCH).execute(
             EVENTS_WITH_ENDS, {"uid": user_id, "start": start, "end": end}
         )
-        for emotion, created_at, ended_at in rows:
+        turn = perf_counter() + SHARE_AFTER
+        for n, (emotion, created_at, ended_at) in enumerate(rows, start=1):
             tally.add(emotion, created_at, ended_at)
+            if n % 100 == 0 and perf_counter() > turn:
+                # A long range is seconds of CPU: give the worker's sockets and requests a turn now and
+                # then (SQLite's reads never wait on I/O, so nothing else would). A sleep, unlike
+                # sleep(0), lets gevent's loop poll for I/O.
+                sleep(0.001)
+                turn = perf_counter() + SHARE_AFTER
     tally.close_stretch()
     return {
         "from": isoformat(start),

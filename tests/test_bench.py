@@ -46,6 +46,7 @@ def test_history_smoke():
     assert result["stats"]["week_all"]["events_in_range"] >= 299
     assert {fmt: r["events_per_s"] > 0 for fmt, r in result["export"].items()} == {"csv": True, "json": True}
     assert result["export"]["csv"]["server_rss_growth_mb"] is not None
+    assert result["ping_during_stats_ms"]["max"] > 0
 
 
 @pytest.mark.parametrize(
