@@ -1,6 +1,7 @@
 """A small TCP proxy for tests: sits between a client and a server on 127.0.0.1, and can cut every
-connection, stall them (nothing forwarded, nothing closed), swallow the server's answers, or switch
-to another server, as a network or a load balancer might."""
+connection, stall them (nothing forwarded, nothing closed), swallow the server's answers, switch to
+another server, or go away and come back on the same port, as a network, a load balancer or a
+crashed database might."""
 import socket
 import threading
 
@@ -10,25 +11,43 @@ class TcpProxy:
 
     def __init__(self, upstream_port):
         self.upstream = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+        self.listener = None
+        self.port = None
         self.flowing = threading.Event()
         self.flowing.set()
         self.swallow = False  # forward requests, but drop the answers and hang up
         self.sent = bytearray()  # everything clients sent upstream, to inspect
         self._lock = threading.Lock()
         self._pairs = set()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start()
+
+    def start(self):
+        """Listen (again, on the same port after `stop`); return the proxy."""
+        if self.listener is None:
+            self.listener = socket.create_server(("127.0.0.1", self.port or 0))  # SO_REUSEADDR: same port again
+            self.port = self.listener.getsockname()[1]
+            threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def stop(self):
+        """Refuse new connections and cut the open ones, as a crash would; `start` brings it back."""
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close() alone would not
+            except OSError:
+                pass
+            listener.close()
+        self.cut()
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def _accept(self):
+    def _accept(self, listener):
         while True:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             try:
@@ -99,6 +118,4 @@ class TcpProxy:
         self.flowing.set()
 
     def close(self):
-        self._closed = True
-        self.listener.close()
-        self.cut()
+        self.stop()

@@ -2,13 +2,13 @@
 and what happens when Redis or PostgreSQL goes away and comes back."""
 import json
 import socket
-import threading
 import time
 import uuid
 
 import pytest
 
 from tests.conftest import free_port, recv_close, recv_json
+from tests.tcpproxy import TcpProxy
 from tests.test_ws import assert_quiet
 
 
@@ -138,66 +138,9 @@ def test_redis_restart_keeps_storing_and_delivery_resumes(server_factory, postgr
     assert host_a.request("GET", "/readyz")[0] == 200
 
 
-class TcpProxy:
-    """A TCP forwarder standing between a server and PostgreSQL, to cut and restore the database."""
-
-    def __init__(self, target_port):
-        self.port = free_port()
-        self.target_port = target_port
-        self.listener = None
-        self.conns = []
-        self.lock = threading.Lock()
-
-    def start(self):
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", self.port))
-        self.listener.listen(64)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-        return self
-
-    def _accept(self, listener):
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self.lock:
-                self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, sink):
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def stop(self):
-        """Refuse new connections and cut the open ones, as a database crash would."""
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close() alone would not
-        self.listener.close()
-        with self.lock:
-            conns, self.conns = self.conns, []
-        for sock in conns:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-
 def test_database_outage_gives_clear_errors_and_recovers(server_factory, postgres_databases, postgres_server):
     url = postgres_databases()
-    proxy = TcpProxy(postgres_server.url.port or 5432).start()
+    proxy = TcpProxy(postgres_server.url.port or 5432)
     proxied = url.replace(f":{postgres_server.url.port or 5432}/", f":{proxy.port}/")
     server = server_factory(DATABASE_URL=proxied)
     tokens = server.login()
