@@ -151,7 +151,7 @@ def cmd_now(client: Client, args: argparse.Namespace) -> int:
     if event is None:
         print("No emotion set yet")
     else:
-        print(f"{event.emotion} since {_local(event, date=True)}{_on(event)}")
+        print(f"{event.emotion} since {_local(event, date=True)}{_on(event, gap=', ')}")
     return EXIT_OK
 
 
@@ -264,8 +264,9 @@ def _local(event: Event, date: bool = False) -> str:
     return event.timestamp.astimezone().strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
 
 
-def _on(event: Event) -> str:
-    return f"  on {event.device}" if event.device else ""
+def _on(event: Event, gap: str = "  ") -> str:
+    """`gap` and "on <device>", or nothing for an unnamed device (the gap is a column gap by default)."""
+    return f"{gap}on {event.device}" if event.device else ""
 
 
 def _duration(seconds: float) -> str:
