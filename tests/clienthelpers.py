@@ -7,7 +7,7 @@ import uuid
 import pytest
 from emotion_client import Backoff, Client, Connected, Disconnected, EmotionUpdate
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_until  # noqa: F401 - the client tests import it from here
 
 _OPEN = []
 
@@ -48,13 +48,6 @@ def new_user(client):
     client.register(username, PASSWORD)
     client.login(username, PASSWORD)
     return username
-
-
-def wait_until(predicate, timeout=15, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {message}"
-        time.sleep(0.02)
 
 
 class Reader(threading.Thread):

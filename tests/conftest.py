@@ -423,6 +423,14 @@ class LiveServer:
         return ws, first
 
 
+def wait_until(predicate, timeout=15, message="condition"):
+    """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {message}"
+        time.sleep(0.02)
+
+
 def recv_json(ws, timeout=5, skip=("presence",)):
     """The next text frame of `ws`, parsed, passing over frames whose type is in `skip`.
 

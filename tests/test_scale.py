@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import free_port, recv_close, recv_json
+from tests.conftest import free_port, recv_close, recv_json, wait_until
 from tests.tcpproxy import TcpProxy
 from tests.test_ws import assert_quiet
 
@@ -64,13 +64,11 @@ def test_devices_anywhere_get_each_update_exactly_once(cluster):
     assert status == 201
 
     # The socket updates are stored a moment after they are sent: wait (bounded) until all four are.
-    deadline = time.monotonic() + 10
-    while True:
-        status, history = host_b.request("GET", "/api/emotions", token=token)
-        stored = sorted(event["id"] for event in history["events"])
-        if len(stored) >= 4 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    def stored_ids():
+        return sorted(event["id"] for event in host_b.request("GET", "/api/emotions", token=token)[1]["events"])
+
+    wait_until(lambda: len(stored_ids()) >= 4, timeout=10, message="the four updates to be stored")
+    stored = stored_ids()
     assert len(stored) == 4
     for ws in devices:
         received = drain_updates(ws)
