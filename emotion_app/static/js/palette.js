@@ -24,6 +24,16 @@ export function paletteFor(vocabulary) {
   return looks;
 }
 
+/** The emotion's emoji in a ring of its colour, hidden from screen readers (its name is always beside it). */
+export function swatch(look) {
+  const ring = document.createElement("span");
+  ring.className = "swatch";
+  ring.setAttribute("aria-hidden", "true");
+  ring.style.borderColor = look.color;
+  ring.textContent = look.emoji;
+  return ring;
+}
+
 /** "Happy" for "happy". */
 export function title(name) {
   return name ? name.charAt(0).toUpperCase() + name.slice(1) : "";

@@ -2,7 +2,7 @@
 // and its longest stretch, for the last 7 or 30 days, in the browser's time zone.
 import { stackedBars } from "../charts.js";
 import { dayKey, duration, shortDate, timeZone } from "../format.js";
-import { title } from "../palette.js";
+import { swatch, title } from "../palette.js";
 
 /** The statistics view; `refresh()` reloads the period shown. */
 export class Stats {
@@ -69,12 +69,7 @@ export class Stats {
     row.dataset.emotion = emotion;
     const name = document.createElement("th");
     name.scope = "row";
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.setAttribute("aria-hidden", "true");
-    swatch.style.borderColor = look.color;
-    swatch.textContent = look.emoji;
-    name.append(swatch, " ", title(emotion));
+    name.append(swatch(look), " ", title(emotion));
     const time = document.createElement("td");
     time.className = "time";
     time.textContent = duration(total.seconds);

@@ -1,7 +1,7 @@
 // "Timeline": the user's events, newest first, grouped by day in the browser's time zone; older
 // pages load as the end of the list scrolls into view, live updates go on top.
 import { clock, dayKey, dayTitle, duration } from "../format.js";
-import { title } from "../palette.js";
+import { swatch, title } from "../palette.js";
 
 const PAGE = 50;
 
@@ -105,18 +105,13 @@ export class Timeline {
     const time = document.createElement("time");
     time.dateTime = event.timestamp;
     time.textContent = clock(at);
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.setAttribute("aria-hidden", "true");
-    swatch.style.borderColor = look.color;
-    swatch.textContent = look.emoji;
     const name = document.createElement("strong");
     name.textContent = title(event.emotion);
     const detail = document.createElement("span");
     detail.className = "muted";
     const lasted = newer ? `for ${duration((newer - at) / 1000)}` : "ongoing";
     detail.textContent = `${event.device || "unnamed device"} · ${lasted}`;
-    item.append(time, swatch, name, detail);
+    item.append(time, swatch(look), name, detail);
     return item;
   }
 }
