@@ -141,6 +141,14 @@ def test_webp_and_png_are_read(model):
         assert top(face) == "happy"
 
 
+def test_16_bit_grey_png_is_scaled_not_clipped(model):
+    crop = np.asarray(Image.open(FACES / "astronaut.jpg").convert("L"), dtype=np.uint16) * 257
+    image = decode_image(encode(Image.fromarray(crop), "PNG"), MAX_PIXELS)
+    assert image.dtype == np.uint8 and image.max() > 200 and image.min() < 50
+    (face,) = model.faces(image)
+    assert top(face) == "happy"
+
+
 def test_animated_images_give_their_first_frame(model):
     face = Image.open(FACES / "astronaut.jpg").convert("RGB")
     blank = Image.new("RGB", face.size, (128, 128, 128))

@@ -163,6 +163,7 @@ class FaceModel:
 
         if not isinstance(gray, np.ndarray) or gray.ndim != 2 or gray.dtype != np.uint8:
             raise ValueError("faces() needs a 2-D uint8 array")
+        gray = np.ascontiguousarray(gray)  # OpenCV refuses strided views
         height, width = gray.shape
         if min(height, width) < MIN_FACE_FLOOR:
             return []

@@ -73,7 +73,11 @@ def decode_image(data, max_pixels):
         except Exception:
             # Unreadable EXIF does not make the pixels unreadable: keep them as stored.
             upright = image
-        pixels = np.asarray(upright.convert("L"), dtype=np.uint8)
+        if upright.mode in ("I", "I;16", "I;16B", "I;16L"):
+            # 16-bit grey PNG: convert("L") would clip every level over 255 to white; scale instead.
+            pixels = np.clip(np.rint(np.asarray(upright, dtype=np.float64) / 257), 0, 255).astype(np.uint8)
+        else:
+            pixels = np.asarray(upright.convert("L"), dtype=np.uint8)
     if pixels.ndim != 2 or pixels.size == 0:
         raise _undecodable()
     return np.ascontiguousarray(pixels)
