@@ -50,7 +50,7 @@ def decode_image(data, max_pixels):
         image = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError:
         # Pillow's own cap (2 x Image.MAX_IMAGE_PIXELS) tripped while reading the header.
-        raise _too_many_pixels(max_pixels) from None
+        raise _too_many_pixels(min(max_pixels, Image.MAX_IMAGE_PIXELS)) from None
     except Exception:
         raise _undecodable() from None
     with image:
@@ -58,8 +58,9 @@ def decode_image(data, max_pixels):
         # Pillow warns (and decodes anyway) above Image.MAX_IMAGE_PIXELS: refuse those too, whatever the
         # configured cap. Checked here rather than by turning the warning into an error, because
         # warnings.catch_warnings() swaps a process-wide filter list and decoding runs in several threads.
-        if width * height > max_pixels or width * height > Image.MAX_IMAGE_PIXELS:
-            raise _too_many_pixels(max_pixels)
+        limit = min(max_pixels, Image.MAX_IMAGE_PIXELS)
+        if width * height > limit:
+            raise _too_many_pixels(limit)
         try:
             image.seek(0)  # the first frame of an animation (already current after open; made explicit)
             image.load()
