@@ -106,8 +106,8 @@ def main():
 
     rows = read_labelled(args.train)
     texts, y = [text for text, _ in rows], np.array([label for _, label in rows])
-    print(f"{len(rows)} sentences from {args.train.relative_to(ROOT) if args.train.is_relative_to(ROOT) else args.train}:",
-          ", ".join(f"{label} {int(np.sum(y == i))}" for i, label in enumerate(MODEL_LABELS)))
+    counts = ", ".join(f"{label} {int(np.sum(y == i))}" for i, label in enumerate(MODEL_LABELS))
+    print(f"{len(rows)} sentences from {args.train}: {counts}")
 
     started = time.perf_counter()
     x = TextEncoder.load().embed(texts).astype(np.float64)

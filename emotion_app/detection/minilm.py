@@ -101,7 +101,8 @@ class MiniLM:
         self._tokenizer = tokenizer
         self._words = t["embeddings.word_embeddings.weight"]
         # Every token has type 0: its embedding is added to the positions' once here.
-        self._positions = t["embeddings.position_embeddings.weight"][:MAX_TOKENS] + t["embeddings.token_type_embeddings.weight"][0]
+        self._positions = (t["embeddings.position_embeddings.weight"][:MAX_TOKENS]
+                           + t["embeddings.token_type_embeddings.weight"][0])
         self._ln = (t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"])
         self._layers = [_Layer(t, i) for i in range(LAYERS)]
 

@@ -133,7 +133,9 @@ class TextModel:
                 weights, bias = head["weights"].astype(np.float32), head["bias"].astype(np.float32)
                 labels = tuple(str(label) for label in head["labels"])
         except (OSError, KeyError, ValueError) as e:
-            raise ModelUnavailable(f"cannot read the text head {head_path}: {e} (scripts/train_text_head.py makes it)") from None
+            raise ModelUnavailable(
+                f"cannot read the text head {head_path}: {e} (scripts/train_text_head.py makes it)"
+            ) from None
         if labels != MODEL_LABELS or weights.shape != (encoder.minilm.dim, len(MODEL_LABELS)):
             raise ModelUnavailable(f"the text head {head_path} does not fit: labels {labels}, weights {weights.shape}")
         try:
