@@ -50,6 +50,25 @@ def checked_fields(fields, max_text, apply=False, image=None):
     return DetectRequest(text, image, apply, client_msg_id, device_name(fields.get("device")))
 
 
+def from_frame(frame, max_text, device=None):
+    """A DetectRequest from a socket `detect` frame (a text only: photos go over HTTP), or ApiError 400.
+
+    `apply` is true, "always" or false (or absent); `device` is the socket's name.
+    """
+    if "image" in frame:
+        raise ApiError(
+            400, "invalid_field", "A detect frame takes a 'text': send photos to POST /api/emotions/detect",
+            field="image",
+        )
+    apply = frame.get("apply")
+    if apply is None:
+        apply = False
+    elif not (isinstance(apply, bool) or apply == "always"):
+        raise ApiError(400, "invalid_field", "Field 'apply' must be true, false or \"always\"", field="apply")
+    fields = {"text": frame.get("text"), "client_msg_id": frame.get("client_msg_id"), "device": device}
+    return checked_fields(fields, max_text, apply)
+
+
 def handle(app, user_id, req):
     """Detect for `user_id` and apply the result if asked; return the answer body, or raise ApiError.
 
