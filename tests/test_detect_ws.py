@@ -142,19 +142,16 @@ def test_http_and_socket_share_the_rate_limit(server_factory):
 # ------------------------------------------------------------------------------------------ running well
 
 
-def test_pings_are_answered_while_ten_detections_run(detect_server):
-    """The models run in OS threads: a socket's ping round trip stays under 100 ms while ten photos are read."""
-    photo = face_file("astronaut-640.jpg")
-    tokens = detect_server.login()
-    assert post_detect(detect_server, tokens["access_token"], image=photo)[0] == 200  # models loaded
-    watcher, _ = detect_server.device(detect_server.login()["access_token"])
+def ping_while_detecting(server, token, watcher, photo):
+    """Ten clients read `photo` three times each, at once, while `watcher` pings; return the ping round trips
+    (seconds) and how long (seconds) the detections kept the server busy."""
     results, round_trips = [], []
     start = threading.Barrier(11)
 
     def detections():
         start.wait()
         for _ in range(3):
-            results.append(post_detect(detect_server, tokens["access_token"], image=photo, timeout=60))
+            results.append(post_detect(server, token, image=photo, timeout=60))
 
     workers = [threading.Thread(target=detections) for _ in range(10)]
     for worker in workers:
@@ -171,9 +168,30 @@ def test_pings_are_answered_while_ten_detections_run(detect_server):
     for worker in workers:
         worker.join()
     assert len(results) == 30 and all(status == 200 and body["emotion"] == "happy" for status, body in results)
+    return round_trips, busy
+
+
+def test_pings_are_answered_while_ten_detections_run(detect_server):
+    """The models run in OS threads: a socket's ping round trip stays under 100 ms while ten photos are read.
+
+    A photo takes the face model 50-150 ms here, so a single detection run on the event loop fails this every
+    time. Other processes on a shared machine can also hold a core for that long now and then: a run is
+    measured again, up to three times, before the test fails.
+    """
+    photo = face_file("astronaut-640.jpg")
+    token = detect_server.login()["access_token"]
+    assert post_detect(detect_server, token, image=photo)[0] == 200  # models loaded
+    watcher, _ = detect_server.device(detect_server.login()["access_token"])
+    slowest = []
+    for _ in range(3):
+        round_trips, busy = ping_while_detecting(detect_server, token, watcher, photo)
+        slowest.append(f"{max(round_trips) * 1000:.0f} ms of {len(round_trips)} pings")
+        if max(round_trips) < 0.1:
+            break
+    else:
+        pytest.fail(f"the slowest ping of each run took 100 ms or more: {', '.join(slowest)}")
     # Thirty photos on this machine's cores keep the server busy long enough for many pings.
     assert busy > 0.5 and len(round_trips) >= 20, (busy, len(round_trips))
-    assert max(round_trips) < 0.1, f"slowest ping {max(round_trips) * 1000:.0f} ms of {len(round_trips)}"
     watcher.close()
 
 
