@@ -90,12 +90,16 @@ def validate_update(body, vocabulary):
             "Field 'timestamp' must be an ISO-8601 date and time, e.g. 2023-05-09T14:45:00.000Z",
             field="timestamp",
         )
-    client_msg_id = body.get("client_msg_id")
-    if client_msg_id is not None and not (isinstance(client_msg_id, str) and 1 <= len(client_msg_id) <= 64):
+    return emotion, client_timestamp, parse_client_msg_id(body.get("client_msg_id"))
+
+
+def parse_client_msg_id(value):
+    """Return a client_msg_id (a string of 1-64 characters, or None when not given), or raise FrameError."""
+    if value is not None and not (isinstance(value, str) and 1 <= len(value) <= 64):
         raise FrameError(
             "invalid_field", "Field 'client_msg_id' must be a string of 1-64 characters", field="client_msg_id"
         )
-    return emotion, client_timestamp, client_msg_id
+    return value
 
 
 def parse_since(value, name="since"):

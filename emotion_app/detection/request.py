@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from .. import store
 from ..devices import device_name
 from ..errors import ApiError
+from ..messages import FrameError, parse_client_msg_id
 from ..metrics import DETECTIONS, RATE_LIMITED
 from ..ratelimit import detection_wait
 from .service import kind_of
@@ -42,11 +43,10 @@ def checked_fields(fields, max_text, apply=False, image=None):
         )
     if text is None and image is None:
         raise ApiError(400, "missing_input", "Nothing to detect: send a non-empty 'text', an 'image' file, or both")
-    client_msg_id = fields.get("client_msg_id")
-    if client_msg_id is not None and not (isinstance(client_msg_id, str) and 1 <= len(client_msg_id) <= 64):
-        raise ApiError(
-            400, "invalid_field", "Field 'client_msg_id' must be a string of 1-64 characters", field="client_msg_id"
-        )
+    try:
+        client_msg_id = parse_client_msg_id(fields.get("client_msg_id"))
+    except FrameError as exc:
+        raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     return DetectRequest(text, image, apply, client_msg_id, device_name(fields.get("device")))
 
 

@@ -1,10 +1,11 @@
 """This worker's emotion detection: the models, loaded once, run in OS threads, answering in the vocabulary.
 
-The text and face models load together, once per process (so once per worker, shared by every app the process
-builds): on the first detection (DETECTION_LOAD=lazy) or as the worker starts (startup). A load that fails is
-not tried again; the reason is kept for /readyz and every 503 until the server restarts. Models, image decoding and inference run in the ModelThreads pool,
-never on the event loop. Importing this module imports no model package: with DETECTION=off the app runs
-without numpy, OpenCV, Pillow, LiteRT, tokenizers and safetensors installed.
+The text and face models load together, once per process (so once per worker, shared by every app the
+process builds): on the first detection (DETECTION_LOAD=lazy) or as the worker starts (startup). A load that
+fails is not tried again; the reason is kept for /readyz and every 503 until the server restarts. Loading,
+image decoding and inference run in the ModelThreads pool, never on the event loop. Importing this module
+imports no model package: with DETECTION=off the app runs without numpy, OpenCV, Pillow, LiteRT, tokenizers
+and safetensors installed.
 """
 import logging
 import os
@@ -68,7 +69,9 @@ class Detector:
     def require_enabled(self):
         """Raise the 503 that says detection is switched off, if it is."""
         if not self.enabled:
-            raise ApiError(503, "detection_disabled", "Emotion detection is switched off on this server (DETECTION=off)")
+            raise ApiError(
+                503, "detection_disabled", "Emotion detection is switched off on this server (DETECTION=off)"
+            )
 
     def on_worker_start(self):
         """Called once the worker serves: with DETECTION_LOAD=startup, load the models in the background now."""
@@ -97,7 +100,9 @@ class Detector:
                 if _loaded.models is None and _loaded.problem is None:
                     self._load_once()
         if _loaded.problem is not None:
-            raise ApiError(503, "detection_unavailable", f"Emotion detection is unavailable on this server: {_loaded.problem}")
+            raise ApiError(
+                503, "detection_unavailable", f"Emotion detection is unavailable on this server: {_loaded.problem}"
+            )
         return _loaded.models
 
     def _load_once(self):
