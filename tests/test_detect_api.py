@@ -248,6 +248,8 @@ def test_apply_stores_a_detected_event(detect_app):
     assert client.get("/api/emotions/current", headers=headers).get_json() == event
     (listed,) = client.get("/api/emotions", headers=headers).get_json()["events"]
     assert listed == event
+    (exported,) = client.get("/api/emotions/export?format=json", headers=headers).get_json()
+    assert exported["source"] == "detected:text" and exported["confidence"] == event["confidence"]
     # An emotion chosen by hand keeps the shape it always had: no source, no confidence.
     chosen = client.post("/api/emotions", json={"emotion": "sad"}, headers=headers).get_json()
     assert "source" not in chosen and "confidence" not in chosen
