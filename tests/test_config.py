@@ -16,6 +16,18 @@ def test_defaults():
     assert server["bind"] == "0.0.0.0:8000" and server["workers"] == 1
 
 
+def test_detection_defaults():
+    settings = config.settings({})
+    assert settings["DETECTION"] is True and settings["DETECTION_LOAD"] == "lazy"
+    assert settings["DETECTION_THREADS"] == (config.os.cpu_count() or 1)
+    assert (settings["DETECT_MAX_TEXT"], settings["DETECT_MAX_IMAGE_BYTES"], settings["DETECT_MAX_PIXELS"]) == (
+        1000, 5 * 1024 * 1024, 16777216
+    )
+    assert settings["DETECT_UNCERTAIN_BELOW"] == 0.45 and settings["RATE_LIMIT_DETECT"] == "30 per minute"
+    assert config.settings({"DETECTION": "off"})["DETECTION"] is False
+    assert config.settings(config.LIMITS_OFF)["RATE_LIMIT_DETECT"] is None
+
+
 def test_values_from_the_environment():
     settings = config.settings(
         {"ACCESS_TOKEN_TTL": "60", "EMOTIONS": " Calm, EXCITED ,calm", "DATABASE_URL": "postgresql+psycopg://db/x"}
@@ -34,6 +46,11 @@ def test_values_from_the_environment():
         ({"WS_COMPRESSION": "maybe"}, "WS_COMPRESSION"),
         ({"APP_ENV": "staging"}, "APP_ENV"),
         ({"EMOTIONS": " , "}, "EMOTIONS"),
+        ({"DETECTION": "maybe"}, "DETECTION"),
+        ({"DETECTION_LOAD": "eager"}, "DETECTION_LOAD"),
+        ({"DETECTION_THREADS": "0"}, "DETECTION_THREADS"),
+        ({"DETECT_UNCERTAIN_BELOW": "1.5"}, "DETECT_UNCERTAIN_BELOW"),
+        ({"RATE_LIMIT_DETECT": "lots"}, "RATE_LIMIT_DETECT"),
     ],
 )
 def test_invalid_values_name_the_variable(env, variable):
