@@ -27,6 +27,8 @@ VARIABLES = (
     "RATE_LIMIT_AUTH", "RATE_LIMIT_LOGIN_FAILURES", "RATE_LIMIT_HANDSHAKE", "WS_MAX_SOCKETS_PER_USER",
     "WS_MAX_SOCKETS", "WS_FRAME_RATE", "WS_FRAME_BURST", "METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR",
     "LOG_FORMAT", "WS_TOKEN_NOTICE",
+    "DETECTION", "DETECTION_LOAD", "DETECTION_THREADS", "DETECT_MAX_TEXT", "DETECT_MAX_IMAGE_BYTES",
+    "DETECT_MAX_PIXELS", "DETECT_UNCERTAIN_BELOW", "RATE_LIMIT_DETECT",
 )
 
 
@@ -37,6 +39,7 @@ LIMITS_OFF = {
     "RATE_LIMIT_HANDSHAKE": "off",
     "WS_FRAME_RATE": "0",
     "WS_MAX_SOCKETS_PER_USER": "0",
+    "RATE_LIMIT_DETECT": "off",
 }
 
 
@@ -108,6 +111,13 @@ def _choice(env, name, choices):
     return value
 
 
+def _fraction(env, name, default):
+    value = _float(env, name, default)
+    if value > 1:
+        raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
 def _emotions(env):
     raw = env.get("EMOTIONS") or DEFAULT_EMOTIONS
     words = [w.strip().lower() for w in raw.split(",") if w.strip()]
@@ -171,6 +181,15 @@ def settings(env=None):
         "WS_FRAME_BURST": _int(env, "WS_FRAME_BURST", 20, minimum=1),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "LOG_FORMAT": _choice(env, "LOG_FORMAT", ("text", "json")),
+        # Emotion detection (emotion_app/detection): off, the app runs without the model packages.
+        "DETECTION": _choice(env, "DETECTION", ("on", "off")) == "on",
+        "DETECTION_LOAD": _choice(env, "DETECTION_LOAD", ("lazy", "startup")),
+        "DETECTION_THREADS": _int(env, "DETECTION_THREADS", os.cpu_count() or 1, minimum=1),
+        "DETECT_MAX_TEXT": _int(env, "DETECT_MAX_TEXT", 1000, minimum=1),
+        "DETECT_MAX_IMAGE_BYTES": _int(env, "DETECT_MAX_IMAGE_BYTES", 5 * 1024 * 1024, minimum=1024),
+        "DETECT_MAX_PIXELS": _int(env, "DETECT_MAX_PIXELS", 4096 * 4096, minimum=1),
+        "DETECT_UNCERTAIN_BELOW": _fraction(env, "DETECT_UNCERTAIN_BELOW", 0.45),
+        "RATE_LIMIT_DETECT": _rate_limit(env, "RATE_LIMIT_DETECT", "30 per minute"),
     }
 
 

@@ -14,6 +14,9 @@ from gunicorn import glogging as _glogging
 import config as _config  # "config" itself is a gunicorn setting name
 
 _server = _config.server_settings()
+# numpy's BLAS on one thread per call: detection already runs in a pool of OS threads, and BLAS's own threads
+# would only fight it for the cores (emotion_app/detection/minilm.py). Read by numpy at import, in the workers.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # Every worker writes its metrics here and /metrics sums them; set before any worker imports
 # prometheus_client, which reads it once.
 _os.environ["PROMETHEUS_MULTIPROC_DIR"] = _server["metrics_dir"]
@@ -84,14 +87,19 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Make SIGTERM (a stop, or a reload replacing this worker) drain the app at once.
+    """Tell the app its worker serves (so DETECTION_LOAD=startup loads the models now), and make SIGTERM (a
+    stop, or a reload replacing this worker) drain the app at once.
 
     gunicorn alone would stop accepting, wait `graceful_timeout` for the sockets to end by themselves,
     and then drop them without a word. Here the app also refuses new handshakes (503) and closes every
     socket with 1012, so devices reconnect to a live worker and resume at once; HTTP requests in flight
     finish, and the worker exits as soon as they have.
     """
-    drain = getattr(worker.wsgi, "extensions", {}).get("emotion_drain")
+    extensions = getattr(worker.wsgi, "extensions", {})
+    started = extensions.get("emotion_worker_started")
+    if started is not None:
+        started()
+    drain = extensions.get("emotion_drain")
     if drain is None:
         return
 

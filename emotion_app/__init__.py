@@ -12,6 +12,8 @@ import config
 
 from . import auth, devices, emotions, health, insights, pages, tickets, ws
 from .commands import prune_command
+from .detection import api as detection_api
+from .detection.service import Detector
 from .broker import create_broker
 from .errors import register_error_handlers
 from .extensions import db, jwt, migrate, sock
@@ -38,6 +40,7 @@ def create_app(overrides=None):
     configure_websocket(app)
     configure_security(app)
     configure_rate_limits(app)
+    configure_detection(app)
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -49,6 +52,7 @@ def create_app(overrides=None):
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(emotions.bp)
+    app.register_blueprint(detection_api.bp)
     app.register_blueprint(insights.bp)
     app.register_blueprint(devices.bp)
     app.register_blueprint(tickets.bp)
@@ -157,6 +161,14 @@ def configure_websocket(app):
         "ping_interval": app.config["WS_PING_INTERVAL"] or None,
         "max_message_size": app.config["WS_MAX_MESSAGE_BYTES"],
     }
+
+
+def configure_detection(app):
+    """This worker's detector; its models load on first use, or as the worker starts (DETECTION_LOAD=startup)."""
+    detector = Detector.from_config(app.config)
+    app.extensions["emotion_detector"] = detector
+    # Called by the server once the worker serves (gunicorn.conf.py): nothing loads at import or in the factory.
+    app.extensions["emotion_worker_started"] = detector.on_worker_start
 
 
 def start_delivery(app):

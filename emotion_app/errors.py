@@ -71,7 +71,10 @@ def register_error_handlers(app):
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc):
-        return error_response(exc.status, exc.error, exc.message, **exc.extra)
+        response = error_response(exc.status, exc.error, exc.message, **exc.extra)
+        if exc.status == 429 and "retry_after" in exc.extra:
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
 
     @app.errorhandler(WebsocketMismatch)
     def handle_not_websocket(_exc):
@@ -90,7 +93,8 @@ def register_error_handlers(app):
         message = exc.description or exc.name
         extra = {}
         if status == 413:
-            message = f"Request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+            # This request's cap: some routes (detection's uploads) allow more than MAX_BODY_BYTES.
+            message = f"Request body is larger than {request.max_content_length} bytes"
         if status == 429:
             RATE_LIMITED.labels(request.endpoint or "unknown").inc()
             extra["retry_after"] = retry_after()

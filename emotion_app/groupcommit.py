@@ -60,7 +60,7 @@ INSERT_EVENTS = insert(_events).returning(_events.c.id, _events.c.user_id, _even
 # The same for PostgreSQL, with one array per column: the statement is the same, and short, for any
 # batch size, so psycopg converts it once; a VALUES list is a new, long statement per batch size,
 # re-parsed every time once it has more than 50 parameters.
-_PER_ROW = ("user_id", "emotion", "client_timestamp", "seq", "client_msg_id", "device")
+_PER_ROW = ("user_id", "emotion", "client_timestamp", "seq", "client_msg_id", "device", "source", "confidence")
 _unnested = func.unnest(*[cast(bindparam(name), ARRAY(_events.c[name].type)) for name in _PER_ROW])
 _unnested = _unnested.table_valued(*_PER_ROW).render_derived()
 INSERT_EVENT_ARRAYS = (
@@ -77,15 +77,18 @@ class Pending:
     """One caller's update, and then its outcome."""
 
     __slots__ = (
-        "user_id", "emotion", "client_timestamp", "client_msg_id", "device", "done", "result", "error", "lead"
+        "user_id", "emotion", "client_timestamp", "client_msg_id", "device", "source", "confidence", "done",
+        "result", "error", "lead",
     )
 
-    def __init__(self, user_id, emotion, client_timestamp, client_msg_id, device=None):
+    def __init__(self, user_id, emotion, client_timestamp, client_msg_id, device=None, source=None, confidence=None):
         self.user_id = user_id
         self.emotion = emotion
         self.client_timestamp = client_timestamp
         self.client_msg_id = client_msg_id
         self.device = device
+        self.source = source
+        self.confidence = confidence
         self.done = threading.Event()
         self.result = None  # (event dict, created)
         self.error = None
@@ -104,9 +107,12 @@ class GroupCommitter:
         self._pending = []
         self._leading = False
 
-    def write(self, user_id, emotion, client_timestamp=None, client_msg_id=None, device=None):
-        """Store one event; return (event dict, created). Raises what made its batch fail (SQLAlchemyError)."""
-        item = Pending(user_id, emotion, client_timestamp, client_msg_id, device)
+    def write(self, user_id, emotion, client_timestamp=None, client_msg_id=None, device=None, source=None,
+              confidence=None):
+        """Store one event; return (event dict, created). Raises what made its batch fail (SQLAlchemyError).
+
+        `source` and `confidence` are set for a detected emotion (see EmotionEvent)."""
+        item = Pending(user_id, emotion, client_timestamp, client_msg_id, device, source, confidence)
         with self._lock:
             self._pending.append(item)
             lead = not self._leading
@@ -193,6 +199,8 @@ def _write_batch(conn, items):
             "seq": next_seq[item.user_id],
             "client_msg_id": item.client_msg_id,
             "device": item.device,
+            "source": item.source,
+            "confidence": item.confidence,
         }
         next_seq[item.user_id] += 1
         rows.append((item, row))

@@ -1,5 +1,5 @@
 """What operators and load balancers ask: `/healthz` (liveness), `/readyz` (readiness: database and broker
-reachable, not draining) and `/metrics` (Prometheus).
+reachable, not draining; it also says how emotion detection stands) and `/metrics` (Prometheus).
 
 /metrics is for the operator's scraper only: with METRICS_TOKEN set it needs that token as Bearer;
 without it, it answers loopback and private-network addresses only.
@@ -26,20 +26,26 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Readiness: 200 when the database and the broker answer and the worker is not draining, else 503
-    saying what is wrong."""
+    saying what is wrong.
+
+    `detection` (off, not_loaded, ready, or unavailable: why) never makes the worker unready: everything
+    else works without it, and a lazy worker loads the models on its first detection.
+    """
+    detection = current_app.extensions["emotion_detector"].status()
     checks = {
         "database": _database_problem(),
         "broker": current_app.extensions["emotion_broker"].health(),
         "draining": "restarting: sockets were closed with 1012" if current_app.extensions["emotion_hub"].draining else None,
     }
     if not any(checks.values()):
-        return jsonify({"status": "ready", "database": "ok", "broker": "ok", "draining": "ok"})
+        return jsonify({"status": "ready", "database": "ok", "broker": "ok", "draining": "ok", "detection": detection})
     broken = [name for name, problem in checks.items() if problem]
     return error_response(
         503,
         "not_ready",
         f"Not ready: {' and '.join(broken)} " + ("in progress" if broken == ["draining"] else "unavailable"),
         checks={name: problem or "ok" for name, problem in checks.items()},
+        detection=detection,
     )
 
 

@@ -3,7 +3,7 @@ import json
 
 from .timeutil import isoformat, parse_client_timestamp, utcnow
 
-CLIENT_TYPES = ("emotion_update", "ping", "sync", "refresh")
+CLIENT_TYPES = ("emotion_update", "ping", "sync", "refresh", "detect")
 WELCOME = "Connected to emotion detection WebSocket server"
 # Codes of frames refused before their type was known.
 UNPARSED = ("binary_not_supported", "invalid_format", "too_deep", "missing_type", "unknown_type")
@@ -120,6 +120,19 @@ def parse_refresh(frame):
     return token
 
 
+def parse_request_id(frame):
+    """The `request_id` a client gave a frame to match its answer (a string of 1-64 characters or a whole
+    number), None when it gave none; or raise FrameError."""
+    value = frame.get("request_id")
+    if value is None or (isinstance(value, str) and 1 <= len(value) <= 64):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53:
+        return value
+    raise FrameError(
+        "invalid_field", "Field 'request_id' must be a string of 1-64 characters or a whole number", field="request_id"
+    )
+
+
 def encode(frame):
     """Serialise a server frame (compact JSON text)."""
     return json.dumps(frame, separators=(",", ":"))
@@ -188,6 +201,14 @@ def token_expiring(expires_in):
 def refreshed(expires_at, expires_in):
     """A `refresh` was accepted: the socket now lasts until `expires_at` (a datetime), `expires_in` s from now."""
     return encode({"type": "refreshed", "expires_at": isoformat(expires_at), "expires_in": expires_in})
+
+
+def detected(answer, request_id=None):
+    """The answer to a `detect` frame: the same body as POST /api/emotions/detect, and the frame's request_id."""
+    frame = {"type": "detected", **answer}
+    if request_id is not None:
+        frame["request_id"] = request_id
+    return encode(frame)
 
 
 def error(message, code=None, **extra):

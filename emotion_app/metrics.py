@@ -36,6 +36,17 @@ DELIVERY_SECONDS = Histogram(
 QUEUE_DROPS = Counter("emotion_app_queue_drops", "Devices disconnected because their outbound queue was full")
 BROKER_RECONNECTS = Counter("emotion_app_broker_reconnects", "Times the broker listener lost Redis and reconnected")
 DATABASE_ERRORS = Counter("emotion_app_database_errors", "Operations that failed because the database was unavailable")
+DETECTIONS = Counter(
+    "emotion_app_detections",
+    "Emotion detections asked for, by what was read (text, face, text+face) and outcome (ok or the error code)",
+    ["kind", "outcome"],
+)
+DETECTION_SECONDS = Histogram(
+    "emotion_app_detection_seconds",
+    "Time the models took per detection (image decoding included), by what was read",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 RATE_LIMITED = Counter("emotion_app_rate_limited", "Requests and frames refused by a rate limit, by limit", ["limit"])
 
 

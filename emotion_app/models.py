@@ -1,7 +1,7 @@
 """Database models: users, their emotion events, and revoked tokens."""
 from datetime import timezone
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -71,6 +71,10 @@ class EmotionEvent(db.Model):
     client_msg_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The name the device that set it gave itself (null when it gave none).
     device: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set when the emotion was detected rather than chosen: "detected:text", "detected:face" or
+    # "detected:text+face", with the detection's score for it.
+    source: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     def to_dict(self):
         """The event as pushed to devices and returned over HTTP."""
@@ -90,6 +94,10 @@ def event_payload(row):
     }
     if row.client_msg_id is not None:
         event["client_msg_id"] = row.client_msg_id
+    # Only on detected emotions, so that every other event keeps the shape clients already know.
+    if row.source is not None:
+        event["source"] = row.source
+        event["confidence"] = row.confidence
     return event
 
 

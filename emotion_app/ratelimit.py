@@ -4,13 +4,19 @@ together), and a token bucket per socket for its frames.
 Every limit is a setting; "off" turns it off. A refused request gets 429 in the one error shape with
 `retry_after` (seconds) and a `Retry-After` header; a refused frame gets an error frame saying the same.
 """
+import functools
+import logging
+import math
 import time
 
 from flask import current_app
 from flask_limiter.util import get_remote_address
+from limits import parse_many
 
 from .extensions import limiter
 from .http import json_object_or_none
+
+log = logging.getLogger(__name__)
 
 
 def configure_rate_limits(app):
@@ -57,6 +63,33 @@ login_failures_per_username = limiter.limit(
 handshakes_per_address = limiter.limit(
     _setting("RATE_LIMIT_HANDSHAKE"), key_func=get_remote_address, exempt_when=_off("RATE_LIMIT_HANDSHAKE")
 )
+
+
+def detection_wait(app, user_id):
+    """Count one detection of `user_id` against RATE_LIMIT_DETECT; return 0, or the whole seconds until the
+    next one is allowed (counting nothing).
+
+    HTTP and the socket both call this, so they share one budget per user, kept where Flask-Limiter keeps
+    its counts (Redis when there is one: every worker and host counts together).
+    """
+    rate = app.config["RATE_LIMIT_DETECT"]
+    if rate is None:
+        return 0
+    keys = (app.config["RATELIMIT_KEY_PREFIX"], "detect", str(user_id))
+    try:
+        strategy = limiter.limiter
+        for item in _parsed(rate):
+            if not strategy.hit(item, *keys):
+                reset_at = strategy.get_window_stats(item, *keys).reset_time
+                return max(1, math.ceil(reset_at - time.time()))
+    except Exception as exc:  # noqa: BLE001 - like the other limits: a storage outage must not lock users out
+        log.warning("detection rate limit not checked (%s: %s)", exc.__class__.__name__, exc)
+    return 0
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(rate):
+    return parse_many(rate)
 
 
 class TokenBucket:

@@ -23,20 +23,24 @@ log = logging.getLogger(__name__)
 PRUNED_THROUGH = "events_pruned_through_id"
 
 
-def record_emotion(user_id, emotion, client_timestamp=None, client_msg_id=None, device=None):
+def record_emotion(user_id, emotion, client_timestamp=None, client_msg_id=None, device=None, source=None,
+                   confidence=None):
     """Store an emotion change for `user_id` (set by the device named `device`) in a request, then publish it;
-    return (event dict, created)."""
+    return (event dict, created). `source` and `confidence`: see write_event."""
     # End this session's read transaction (the token check) first: its pooled connection is then free
     # for the committer, which is what SQLite's single connection needs.
     db.session.commit()
     return write_event(
-        current_app.extensions["emotion_committer"], user_id, emotion, client_timestamp, client_msg_id, device
+        current_app.extensions["emotion_committer"], user_id, emotion, client_timestamp, client_msg_id, device,
+        source, confidence,
     )
 
 
-def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_id=None, device=None):
+def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_id=None, device=None, source=None,
+                confidence=None):
     """Store an emotion change for `user_id`, set by the device named `device` (or an unnamed one), then
-    publish it; return (event dict, created).
+    publish it; return (event dict, created). A detected emotion also records its `source`
+    ("detected:text", "detected:face", "detected:text+face") and the detection's `confidence`.
 
     Concurrent calls share a transaction (see groupcommit). A `client_msg_id` the user already used
     returns the original event with created=False, storing and publishing nothing. Raises
@@ -44,7 +48,7 @@ def write_event(committer, user_id, emotion, client_timestamp=None, client_msg_i
     app context (sockets call it without one).
     """
     try:
-        return committer.write(user_id, emotion, client_timestamp, client_msg_id, device)
+        return committer.write(user_id, emotion, client_timestamp, client_msg_id, device, source, confidence)
     except SQLAlchemyError:
         DATABASE_ERRORS.inc()
         log.exception("could not store an emotion event for user %s", user_id)

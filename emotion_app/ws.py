@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import logs, messages, store, tickets
 from .auth import access_claims, revocation
+from .detection import request as detection
 from .devices import device_name
 from .errors import ApiError
 from .extensions import db, read_connection, sock
@@ -263,6 +264,8 @@ def _handle(app, conn, data):
             return _sync(conn, messages.parse_since(frame.get("since")))
         if frame["type"] == "refresh":
             return _refresh(conn, messages.parse_refresh(frame))
+        if frame["type"] == "detect":
+            return _detect(app, conn, frame, messages.parse_request_id(frame))
         emotion, client_timestamp, client_msg_id = messages.validate_update(frame, app.config["EMOTIONS"])
     except messages.FrameError as exc:
         if exc.code in messages.UNPARSED:
@@ -280,6 +283,18 @@ def _handle(app, conn, data):
         return messages.encode({"type": "emotion_update", **event, "duplicate": True})
     # The stored event reaches this socket through the hub like every other device: that is the ack.
     return None
+
+
+def _detect(app, conn, frame, request_id):
+    """Answer a `detect` frame with `detected`, or an error frame with the HTTP endpoint's code; both carry the
+    frame's request_id. The models run in their OS threads (detection/pool.py): only this socket waits."""
+    tag = {} if request_id is None else {"request_id": request_id}
+    try:
+        req = detection.from_frame(frame, app.config["DETECT_MAX_TEXT"], device=conn.name)
+        answer = detection.handle(app, int(conn.user_id), req)
+    except ApiError as exc:
+        return messages.error(exc.message, code=exc.error, **exc.extra, **tag)
+    return messages.detected(answer, request_id)
 
 
 def _sync(conn, since):
