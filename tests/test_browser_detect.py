@@ -180,7 +180,7 @@ def test_bad_input_is_explained_and_stores_nothing(live_server, devices):
 
     page.fill("#detect-text", "so long " * 200)
     page.click("#detect-text-button")
-    expect(error).to_contain_text("The sentence is too long", timeout=FIRST_ANSWER)
+    expect(error).to_have_text("The sentence is too long: at most 1000 characters.", timeout=FIRST_ANSWER)
     expect(page.locator("#detect-apply")).to_be_hidden()
 
     page.set_input_files("#detect-file", FACES / "landscape.jpg")
@@ -224,12 +224,14 @@ def test_a_photo_and_a_sentence_together(live_server, devices):
 
 
 def test_limits_and_a_server_without_detection_are_explained(server_factory, devices):
-    limited = server_factory(RATE_LIMIT_DETECT="1 per minute")
+    limited = server_factory(RATE_LIMIT_DETECT="1 per minute", DETECT_MAX_IMAGE_BYTES=2048)
     username, _ = register(limited)
     device = devices(limited)
-    device.allow_http_errors(429)
+    device.allow_http_errors(413, 429)
     device.log_in(username)
     page = device.page
+    page.set_input_files("#detect-file", FACES / "astronaut.jpg")  # 21 KB
+    expect(page.locator("#detect-error")).to_have_text("The picture is too large: at most 2 KB.")
     page.fill("#detect-text", "I am so happy today")
     page.click("#detect-text-button")
     expect(page.locator("#detect-emotion")).to_have_text("Happy", timeout=FIRST_ANSWER)

@@ -365,20 +365,27 @@ export class Detect {
 
 /** What went wrong with a detection, in words for the user. */
 export function explain(err) {
-  const said = err.message ? ` (${err.message})` : "";
+  const limit = /at most (\d+)|more than (\d+)|larger than (\d+)/.exec(err.message || "");
+  const number = limit ? Number(limit[1] || limit[2] || limit[3]) : null;
   switch (err.code) {
     case "no_face_found": return "No face found in the picture. Face the camera in good light, or choose another photo.";
     case "rate_limited": return `Too many detections in a short time: try again in ${Math.ceil(err.retryAfter || 60)} s.`;
     case "detection_disabled": return "Detection is switched off on this server.";
-    case "detection_unavailable": return `Detection is not available on this server right now${said}.`;
-    case "text_too_long": return `The sentence is too long${said}.`;
-    case "image_too_large": return `The picture is too large${said}.`;
-    case "image_too_many_pixels": return `The picture has too many pixels${said}.`;
+    case "detection_unavailable": return err.message || "Detection is not available on this server.";
+    case "text_too_long": return `The sentence is too long${number ? `: at most ${number} characters` : ""}.`;
+    case "image_too_large": return `The picture is too large${number ? `: at most ${megabytes(number)}` : ""}.`;
+    case "image_too_many_pixels":
+      return `The picture has too many pixels${number ? `: at most ${(number / 1e6).toFixed(1)} megapixels` : ""}.`;
     case "unsupported_image_type": return "That file is not a JPEG, PNG or WebP picture.";
     case "image_undecodable": return "That picture cannot be read: the file may be damaged.";
     case "missing_input": return "Write a sentence or take a picture first.";
     default: return err.message || "Detection failed.";
   }
+}
+
+function megabytes(bytes) {
+  if (bytes < 1048576) return `${Math.round(bytes / 1024)} KB`;
+  return `${Math.round((bytes / 1048576) * 10) / 10} MB`;
 }
 
 function cameraProblem(err) {
