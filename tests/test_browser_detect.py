@@ -68,11 +68,12 @@ def test_a_webcam_snapshot_is_read_as_happy_and_applied_once_on_every_device(liv
         page.click("#camera-start")
         expect(page.locator("#camera-video")).to_be_visible()
         expect(page.locator("#camera-snap")).to_be_enabled(timeout=10_000)  # once frames arrive
+        page.evaluate("window.cameraTracks = document.getElementById('camera-video').srcObject.getTracks()")
         page.click("#camera-snap")
         expect(page.locator("#detect-emotion")).to_have_text("Happy", timeout=FIRST_ANSWER)
         # The camera is off once the snapshot is taken; the picture sent is shown with its face framed.
         expect(page.locator("#camera-video")).to_be_hidden()
-        assert page.evaluate("document.getElementById('camera-video').srcObject") is None
+        assert page.evaluate("window.cameraTracks.map((track) => track.readyState)") == ["ended"]
         expect(page.locator("#camera-start")).to_be_visible()
         expect(page.locator("#detect-picture")).to_have_attribute("aria-label", "The picture sent, 1 face framed")
         expect(page.locator("#detect-faces")).to_have_text("1 face found.")
@@ -223,20 +224,30 @@ def test_a_photo_and_a_sentence_together(live_server, devices):
     assert event["source"] == "detected:text+face"
 
 
-def test_limits_and_a_server_without_detection_are_explained(server_factory, devices):
-    limited = server_factory(RATE_LIMIT_DETECT="1 per minute", DETECT_MAX_IMAGE_BYTES=2048)
-    username, _ = register(limited)
-    device = devices(limited)
+def test_an_uncertain_result_can_be_applied_and_limits_are_explained(server_factory, devices):
+    # Nothing is sure enough for this server: every result is uncertain. Two detections a minute.
+    strict = server_factory(RATE_LIMIT_DETECT="2 per minute", DETECT_MAX_IMAGE_BYTES=2048, DETECT_UNCERTAIN_BELOW=1)
+    username, _ = register(strict)
+    token = strict.login(username)["access_token"]
+    device = devices(strict)
     device.allow_http_errors(413, 429)
     device.log_in(username)
     page = device.page
     page.set_input_files("#detect-file", FACES / "astronaut.jpg")  # 21 KB
     expect(page.locator("#detect-error")).to_have_text("The picture is too large: at most 2 KB.")
+
     page.fill("#detect-text", "I am so happy today")
     page.click("#detect-text-button")
     expect(page.locator("#detect-emotion")).to_have_text("Happy", timeout=FIRST_ANSWER)
+    expect(page.locator("#detect-uncertain")).to_be_visible()
+    page.click("#detect-apply")  # the user's choice: stored though uncertain
+    device.expect_now("happy")
+    (event,) = history(strict, token)
+    assert event["source"] == "detected:text" and event["confidence"] < 1
+
     page.click("#detect-text-button")
     expect(page.locator("#detect-error")).to_contain_text("Too many detections in a short time: try again in ")
+    expect(page.locator("#detect-apply")).to_be_hidden()
 
     off = server_factory(DETECTION="off")
     username, _ = register(off)
@@ -248,8 +259,8 @@ def test_limits_and_a_server_without_detection_are_explained(server_factory, dev
     expect(device.page.locator("#detect-error")).to_have_text("Detection is switched off on this server.")
 
 
-def test_the_page_only_sends_json_or_multipart(live_server, devices):
-    """What the page sends: JSON for a sentence, multipart for a snapshot."""
+def test_the_page_sends_json_for_a_sentence_and_multipart_for_a_snapshot(live_server, devices):
+    """What goes to the server, and a camera stopped by hand."""
     username, _ = register(live_server)
     device = devices(live_server)
     device.log_in(username)
@@ -259,6 +270,13 @@ def test_the_page_only_sends_json_or_multipart(live_server, devices):
     page.fill("#detect-text", "I am so happy today")
     page.click("#detect-text-button")
     expect(page.locator("#detect-emotion")).to_have_text("Happy", timeout=FIRST_ANSWER)
+    # Stopping the camera ends its tracks and sends nothing.
+    page.click("#camera-start")
+    expect(page.locator("#camera-stop")).to_be_visible()
+    page.evaluate("window.cameraTracks = document.getElementById('camera-video').srcObject.getTracks()")
+    page.click("#camera-stop")
+    expect(page.locator("#camera-video")).to_be_hidden()
+    assert page.evaluate("window.cameraTracks.map((track) => track.readyState)") == ["ended"]
     page.click("#camera-start")
     expect(page.locator("#camera-snap")).to_be_enabled(timeout=10_000)
     page.click("#camera-snap")
