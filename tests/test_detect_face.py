@@ -5,12 +5,10 @@ import io
 import random
 import resource
 import shutil
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -22,6 +20,7 @@ from emotion_app.detection import ModelUnavailable
 from emotion_app.detection.face import FaceModel, _installed_model_file
 from emotion_app.detection.images import ImageError, decode_image
 from emotion_app.detection.labels import MODEL_LABELS
+from tests.detecthelpers import png_claiming
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = ROOT / "data" / "detection" / "faces"
@@ -60,15 +59,6 @@ def encode(image, fmt, **options):
     out = io.BytesIO()
     image.save(out, fmt, **options)
     return out.getvalue()
-
-
-def png_claiming(width, height):
-    """A tiny grey PNG whose header claims width x height (its one IDAT holds a single row)."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
 
 
 def refused(data, max_pixels=MAX_PIXELS):

@@ -1,8 +1,8 @@
 """This worker's emotion detection: the models, loaded once, run in OS threads, answering in the vocabulary.
 
-The text and face models load together, once per worker process: on the first detection (DETECTION_LOAD=lazy)
-or as the worker starts (startup). A load that fails is not tried again; the reason is kept for /readyz and
-every 503 until the server restarts. Models, image decoding and inference run in the ModelThreads pool,
+The text and face models load together, once per process (so once per worker, shared by every app the process
+builds): on the first detection (DETECTION_LOAD=lazy) or as the worker starts (startup). A load that fails is
+not tried again; the reason is kept for /readyz and every 503 until the server restarts. Models, image decoding and inference run in the ModelThreads pool,
 never on the event loop. Importing this module imports no model package: with DETECTION=off the app runs
 without numpy, OpenCV, Pillow, LiteRT, tokenizers and safetensors installed.
 """
@@ -24,6 +24,20 @@ log = logging.getLogger(__name__)
 DIGITS = 4
 
 
+class _Loaded:
+    """This process's models: (text model, face model) once loaded, or why they cannot be."""
+
+    def __init__(self):
+        self.models = None
+        self.problem = None
+        # Taken only around a load. Under gunicorn this module is imported after gevent patched threading,
+        # so a greenlet waiting for another's load lets the event loop run.
+        self.lock = threading.Lock()
+
+
+_loaded = _Loaded()
+
+
 class Detector:
     """Detects an emotion from a text, a photo, or both; one per app (so one per worker process)."""
 
@@ -34,9 +48,6 @@ class Detector:
         self.max_pixels = max_pixels
         self.load_at = load_at
         self._threads = ModelThreads(threads)
-        self._models = None  # (text model, face model) once loaded
-        self._problem = None  # why they cannot be used, once a load failed
-        self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config):
@@ -50,9 +61,9 @@ class Detector:
         """What /readyz says: `off`, `not_loaded`, `ready`, or `unavailable: <reason>`."""
         if not self.enabled:
             return "off"
-        if self._problem is not None:
-            return f"unavailable: {self._problem}"
-        return "ready" if self._models is not None else "not_loaded"
+        if _loaded.problem is not None:
+            return f"unavailable: {_loaded.problem}"
+        return "ready" if _loaded.models is not None else "not_loaded"
 
     def require_enabled(self):
         """Raise the 503 that says detection is switched off, if it is."""
@@ -81,25 +92,25 @@ class Detector:
 
     def load(self):
         """The (text, face) models, loaded on the first call; raises ApiError 503 when they cannot be."""
-        if self._models is None and self._problem is None:
-            with self._lock:  # one load per worker: later callers wait for it
-                if self._models is None and self._problem is None:
+        if _loaded.models is None and _loaded.problem is None:
+            with _loaded.lock:  # one load per process: later callers wait for it
+                if _loaded.models is None and _loaded.problem is None:
                     self._load_once()
-        if self._problem is not None:
-            raise ApiError(503, "detection_unavailable", f"Emotion detection is unavailable on this server: {self._problem}")
-        return self._models
+        if _loaded.problem is not None:
+            raise ApiError(503, "detection_unavailable", f"Emotion detection is unavailable on this server: {_loaded.problem}")
+        return _loaded.models
 
     def _load_once(self):
         started = time.perf_counter()
         try:
-            self._models = self._threads.run(_load_models)
+            _loaded.models = self._threads.run(_load_models)
         except ModelUnavailable as exc:
-            self._problem = str(exc)
+            _loaded.problem = str(exc)
         except Exception as exc:  # noqa: BLE001 - a broken install must not take the worker down
             log.exception("the detection models failed to load")
-            self._problem = f"the models failed to load ({exc.__class__.__name__}: {exc})"
-        if self._problem is not None:
-            log.error("emotion detection unavailable: %s", self._problem)
+            _loaded.problem = f"the models failed to load ({exc.__class__.__name__}: {exc})"
+        if _loaded.problem is not None:
+            log.error("emotion detection unavailable: %s", _loaded.problem)
         else:
             log.info("emotion detection ready: models loaded in %.2f s", time.perf_counter() - started)
 
