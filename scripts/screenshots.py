@@ -21,6 +21,7 @@ from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
+FACES = ROOT / "data" / "detection" / "faces"
 BIN = Path(sys.executable).parent
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -84,7 +85,7 @@ def main():
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             pages = {}
-            for name, viewport in (("Pixel 8", {"width": 412, "height": 2200}), ("Laptop", {"width": 1280, "height": 1560})):
+            for name, viewport in (("Pixel 8", {"width": 412, "height": 2900}), ("Laptop", {"width": 1280, "height": 1920})):
                 context = browser.new_context(viewport=viewport, device_scale_factor=1, locale="en-GB",
                                               timezone_id="Europe/Paris")
                 page = context.new_page()
@@ -103,8 +104,16 @@ def main():
                 page.wait_for_timeout(500)  # the chart settles
             pages["Laptop"].screenshot(path=OUT / "desktop.png")
             pages["Pixel 8"].screenshot(path=OUT / "phone.png")
+            # The detect panel, having read the public-domain astronaut photo with a sentence.
+            laptop = pages["Laptop"]
+            laptop.fill("#detect-text", "What a wonderful surprise party, I loved every second")
+            laptop.check("#detect-combine")
+            laptop.set_input_files("#detect-file", FACES / "astronaut-640.jpg")
+            expect(laptop.locator("#detect-emotion")).to_have_text("Happy", timeout=60_000)
+            laptop.wait_for_timeout(500)
+            laptop.locator("#detect").screenshot(path=OUT / "detect.png")
             browser.close()
-        print(f"wrote {OUT / 'desktop.png'} and {OUT / 'phone.png'}")
+        print(f"wrote {OUT / 'desktop.png'}, {OUT / 'phone.png'} and {OUT / 'detect.png'}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=15)

@@ -1,158 +1,23 @@
 """The page, used the way a person uses it: headless Chromium (Debian's, driven by Playwright) against a
 real gunicorn server, one browser context per device.
 
-Every page is watched for the whole test: a console error, an uncaught exception, a Content-Security-
-Policy violation or a request to any other host fails the test (browser network errors are allowed
-only while a test has taken the server down on purpose).
+Every page is watched for the whole test (see browserhelpers.py): a console error, an uncaught exception, a
+Content-Security-Policy violation or a request to any other host fails the test.
 """
 import csv
 import io
 import json
-import re
-import shutil
-import uuid
-from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from conftest import PASSWORD, TEST_SECRETS
+from browserhelpers import TZ, browser, devices, history, new_username, register, serious_findings  # noqa: F401 (fixtures)
+from conftest import TEST_SECRETS
 from emotion_app import create_app
 from emotion_app.extensions import db
 from seed import seed_events
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-TZ = "Europe/Paris"
-# Reported by the page itself, so that a violation shows up even where Chromium logs nothing.
-WATCH_CSP = """
-document.addEventListener("securitypolicyviolation", (e) => {
-  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline code"}`);
-});
-"""
-# What Chromium logs when the server is unreachable or restarting: allowed only during an outage.
-OUTAGE_NOISE = re.compile(
-    r"net::ERR_CONNECTION_REFUSED|net::ERR_CONNECTION_RESET|net::ERR_EMPTY_RESPONSE|WebSocket connection to .* failed"
-    r"|status of 503"
-)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium, headless; every context it opens is a fresh profile."""
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-class Device:
-    """One device of a user: a browser context with the page open, and what went wrong in it."""
-
-    def __init__(self, browser, server, width=1200, height=900):
-        self.server = server
-        self.context = browser.new_context(
-            timezone_id=TZ, locale="en-GB", viewport={"width": width, "height": height}, accept_downloads=True
-        )
-        self.context.add_init_script(WATCH_CSP)
-        self.page = self.context.new_page()
-        self.problems = []
-        self.outage = False
-        self.closed = False
-        self.page.on("console", self._on_console)
-        self.page.on("pageerror", lambda error: self.problems.append(f"uncaught: {error}"))
-        self.page.on("request", self._on_request)
-        self.page.goto(server.url + "/")
-
-    def _on_console(self, message):
-        if message.type != "error":
-            return
-        if self.outage and OUTAGE_NOISE.search(message.text):
-            return
-        self.problems.append(f"console: {message.text}")
-
-    def _on_request(self, request):
-        if not re.match(rf"(https?|wss?)://127\.0\.0\.1:{self.server.port}/|(blob|data):", request.url):
-            self.problems.append(f"request to another host: {request.url}")
-
-    def log_in(self, username, password=PASSWORD, register=False):
-        page = self.page
-        page.fill("#auth-username", username)
-        page.fill("#auth-password", password)
-        page.click("button[value=register]" if register else "button[value=login]")
-        expect(page.locator("#app")).to_be_visible()
-        self.expect_online()
-
-    def expect_online(self, timeout=10_000):
-        expect(self.page.locator("#status")).to_have_text("Online", timeout=timeout)
-
-    def rename(self, name):
-        self.page.fill("#device-name", name)
-        self.page.click("#device-form button")
-        self.expect_online()
-
-    def set_emotion(self, emotion):
-        self.page.click(f"#now [data-emotion={emotion}]")
-
-    def expect_now(self, emotion, timeout=5_000):
-        expect(self.page.locator("#now-emotion")).to_have_text(emotion.capitalize(), timeout=timeout)
-
-    def entries(self):
-        """The timeline's event ids, top to bottom."""
-        return [int(i) for i in self.page.locator("#timeline-days .entry").evaluate_all(
-            "items => items.map((item) => item.dataset.eventId)")]
-
-    def device_names(self):
-        return self.page.locator("#device-list .device-name").all_inner_texts()
-
-    @contextmanager
-    def server_down(self):
-        """Allow the browser's own network errors while the test keeps the server down."""
-        self.outage = True
-        try:
-            yield
-        finally:
-            self.outage = False
-
-    def close(self):
-        if not self.closed:
-            self.closed = True
-            self.context.close()
-
-
-@pytest.fixture
-def devices(browser):
-    """Open devices with `devices(server)`; each must end the test without a problem."""
-    opened = []
-
-    def open_device(server, **kwargs):
-        device = Device(browser, server, **kwargs)
-        opened.append(device)
-        return device
-
-    yield open_device
-    problems = [problem for device in opened for problem in device.problems]
-    for device in opened:
-        device.close()
-    assert problems == [], "the page reported problems:\n" + "\n".join(problems)
-
-
-def new_username():
-    return f"user_{uuid.uuid4().hex[:10]}"
-
-
-def register(server):
-    """A new user registered over the API; returns (username, user id)."""
-    body = server.login()
-    return body["user"]["username"], int(body["user"]["id"])
 
 
 def seed(server, user_id, moments):
@@ -164,18 +29,6 @@ def seed(server, user_id, moments):
     seed_events(app, user_id, [{"created_at": at, "emotion": emotion, "device": device} for at, emotion, device in moments])
     with app.app_context():
         db.engine.dispose()
-
-
-def history(server, token):
-    """Every stored event of the token's user, newest first (all pages)."""
-    events, before = [], None
-    while True:
-        status, page = server.request("GET", "/api/emotions?limit=100" + (f"&before={before}" if before else ""), token=token)
-        assert status == 200, page
-        events += page["events"]
-        before = page["next_before"]
-        if before is None:
-            return events
 
 
 # ---------------------------------------------------------------------------------------------- tests
@@ -362,7 +215,10 @@ def test_the_timeline_pages_back_as_it_scrolls_grouped_by_day(live_server, devic
     days = device.page.locator("#timeline-days section.day").evaluate_all("s => s.map((d) => d.dataset.day)")
     expected_days = sorted({(start + timedelta(minutes=45 * i)).strftime("%Y-%m-%d") for i in range(120)}, reverse=True)
     assert days == expected_days
-    expect(device.page.locator("#timeline-days h3").first).to_have_text("Today")
+    # The newest event was 6 hours ago: yesterday still, before 6 in the morning.
+    newest = start + timedelta(minutes=45 * 119)
+    today = datetime.now(paris).date()
+    expect(device.page.locator("#timeline-days h3").first).to_have_text("Today" if newest.date() == today else "Yesterday")
 
 
 def test_export_downloads_what_was_stored(live_server, devices):
@@ -395,16 +251,10 @@ def test_export_downloads_what_was_stored(live_server, devices):
 def test_main_views_have_no_serious_accessibility_findings(live_server, devices, width):
     username, _ = register(live_server)
     device = devices(live_server, width=width, height=900)
-    axe = Axe()
-    serious = lambda results: [  # noqa: E731
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert serious(axe.run(device.page)) == []  # the login form
+    assert serious_findings(device.page) == []  # the login form
     device.log_in(username)
     device.set_emotion("happy")
     device.expect_now("happy")
     device.page.click("#developer summary")
     expect(device.page.locator("#summary-rows tr")).to_have_count(1)
-    assert serious(axe.run(device.page)) == []  # now, devices, statistics, timeline, developer panel
+    assert serious_findings(device.page) == []  # now, devices, statistics, timeline, developer panel

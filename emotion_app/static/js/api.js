@@ -29,16 +29,18 @@ export class Api {
     return this.session && this.session.user;
   }
 
-  /** One JSON request; uses the access token unless `token` is given; on an expired access token,
-   * refreshes once and tries again. Resolves to the parsed body (or the Response when `raw`). */
-  async request(path, { method = "GET", body, token, retry = true, raw = false } = {}) {
+  /** One request with a JSON `body` (or a FormData `form`, sent as multipart); uses the access token
+   * unless `token` is given; on an expired access token, refreshes once and tries again. Resolves to the
+   * parsed body (or the Response when `raw`). */
+  async request(path, { method = "GET", body, form, token, retry = true, raw = false } = {}) {
     const headers = { Accept: raw ? "*/*" : "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const bearer = token !== undefined ? token : this.session && this.session.access;
     if (bearer) headers.Authorization = "Bearer " + bearer;
     let res;
     try {
-      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      // A FormData body sets its own multipart Content-Type, boundary included.
+      res = await fetch(path, { method, headers, body: form !== undefined ? form : body === undefined ? undefined : JSON.stringify(body) });
     } catch {
       this.onLog("error", `${method} ${path}: network error`);
       throw new ApiError(0, "network_error", "The server cannot be reached.");
@@ -53,7 +55,7 @@ export class Api {
     const err = new ApiError(res.status, (data && data.error) || "http_error",
       (data && data.message) || `Request failed with HTTP ${res.status}`, data);
     if (retry && token === undefined && err.code === "token_expired" && await this.refresh()) {
-      return this.request(path, { method, body, raw, retry: false });
+      return this.request(path, { method, body, form, raw, retry: false });
     }
     if (err.status === 401 && token === undefined && err.code !== "token_expired") this.end(`Session ended: ${err.message}`);
     throw err;
@@ -128,6 +130,21 @@ export class Api {
   }
 
   devices() { return this.request("/api/devices"); }
+
+  /** Detect an emotion from a sentence (`text`), a picture (`image`, a Blob) or both; with `apply`
+   * ("true" or "always") it is also stored, once per `clientMsgId`, as if this device had set it. */
+  detect({ text, image, imageName = "picture.jpg", apply, clientMsgId, device } = {}) {
+    const path = apply ? `/api/emotions/detect?apply=${encodeURIComponent(apply)}` : "/api/emotions/detect";
+    const fields = { text, client_msg_id: clientMsgId, device };
+    if (!image) {
+      const body = Object.fromEntries(Object.entries(fields).filter(([, value]) => value));
+      return this.request(path, { method: "POST", body });
+    }
+    const form = new FormData();
+    form.append("image", image, imageName);
+    for (const [name, value] of Object.entries(fields)) if (value) form.append(name, value);
+    return this.request(path, { method: "POST", form });
+  }
 
   stats(params) { return this.request(`/api/emotions/stats?${new URLSearchParams(params)}`); }
 

@@ -38,3 +38,39 @@ export function stackedBars(canvas, labels, series, { format, tick, max, step })
   charts.set(canvas, chart);
   return chart;
 }
+
+/** Draw (or redraw) one horizontal bar per label on `canvas`: `values` are shares from 0 to 1, shown in %,
+ * each bar in its own colour of `colors`. */
+export function scoreBars(canvas, labels, values, colors) {
+  const Chart = globalThis.Chart;
+  const data = {
+    labels,
+    datasets: [{ label: "Score", data: values.map((value) => Math.round(value * 1000) / 10), backgroundColor: colors, borderWidth: 0 }],
+  };
+  let chart = charts.get(canvas);
+  if (chart) {
+    chart.data = data;
+    chart.update();
+    return chart;
+  }
+  chart = new Chart(canvas, {
+    type: "bar",
+    data,
+    options: {
+      indexAxis: "y",
+      animation: false,
+      maintainAspectRatio: false,
+      responsive: true,
+      scales: {
+        x: { min: 0, max: 100, ticks: { stepSize: 25, callback: (value) => `${value} %` } },
+        y: { grid: { display: false } },
+      },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: { label: (item) => `${item.raw} %` } },
+      },
+    },
+  });
+  charts.set(canvas, chart);
+  return chart;
+}

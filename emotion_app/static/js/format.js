@@ -57,3 +57,19 @@ export function ago(date, now = new Date()) {
   if (seconds < 86400) return `${duration(seconds)} ago`;
   return `${dayTitle(date, now)}, ${clock(date)}`;
 }
+
+/** "93 %" for 0.93. */
+export function percent(share) {
+  return `${Math.round(share * 100)} %`;
+}
+
+const DETECTED_FROM = { text: "a sentence", face: "a face", "text+face": "a sentence and a face" };
+
+/** "detected from a face, 93 %" for an event whose emotion was detected (source "detected:face"), else "". */
+export function detectedNote(event) {
+  const source = event && typeof event.source === "string" ? event.source : "";
+  if (!source.startsWith("detected:")) return "";
+  const kind = source.slice("detected:".length);
+  const sure = typeof event.confidence === "number" ? `, ${percent(event.confidence)}` : "";
+  return `detected from ${DETECTED_FROM[kind] || kind}${sure}`;
+}

@@ -1,10 +1,11 @@
-// The page: log in, then the current emotion, the devices online, the statistics and the timeline,
+// The page: log in, then the current emotion, the devices online, detection, the statistics and the timeline,
 // all kept live by one EmotionSocket. Each part lives in its own module; this one wires them.
 import { Api } from "./api.js";
 import { createLog } from "./devpanel.js";
 import { paletteFor } from "./palette.js";
 import { EmotionSocket } from "./socket.js";
 import { EMPTY, createStore } from "./state.js";
+import { Detect } from "./views/detect.js";
 import { mountDevices } from "./views/devices.js";
 import { mountNow } from "./views/now.js";
 import { Stats } from "./views/stats.js";
@@ -22,6 +23,7 @@ const timeline = new Timeline(api, palette, report);
 const stats = new Stats(api, vocabulary, palette, report);
 let deviceName = localStorage.getItem(DEVICE_KEY) || defaultDeviceName();
 let socket = null;
+const detect = new Detect({ api, vocabulary, palette, device: () => deviceName, onApplied: showUpdate });
 
 mountNow(store, palette, setEmotion);
 mountDevices(store, deviceName, rename);
@@ -68,6 +70,7 @@ function startSession() {
 
 function endSession(message) {
   stopSocket();
+  detect.reset();
   api.forget();
   store.set({ ...EMPTY });
   $("auth").hidden = false;
@@ -99,11 +102,7 @@ function startSocket() {
     store.set({ online: frame.online || [], deviceId: frame.device ? frame.device.id : null });
     if (frame.current) showIfNewer(frame.current);
   });
-  on("update", (event) => {
-    timeline.add(event);
-    showIfNewer(event);
-    stats.refreshSoon();
-  });
+  on("update", showUpdate);
   on("ack", () => store.set({ pending: [...socket.outbox.values()] }));
   on("presence", (frame) => store.set({ online: frame.online || [] }));
   on("reset", (frame) => {
@@ -127,6 +126,13 @@ function setEmotion(emotion) {
   if (!socket) return;
   socket.set(emotion);
   store.set({ pending: [...socket.outbox.values()] });
+}
+
+/** A stored event, from the socket or from an applied detection (each shown once however it comes). */
+function showUpdate(event) {
+  timeline.add(event);
+  showIfNewer(event);
+  stats.refreshSoon();
 }
 
 function showIfNewer(event) {

@@ -1,5 +1,5 @@
 // "Now": the current emotion at a glance, and one click or key press to set a new one.
-import { ago, clock } from "../format.js";
+import { ago, clock, detectedNote } from "../format.js";
 import { title } from "../palette.js";
 
 /** Draw the current emotion from the store and send the user's choices to `onSet(emotion)`. */
@@ -38,7 +38,8 @@ export function mountNow(store, palette, onSet) {
     if (current && current.timestamp) {
       const at = new Date(current.timestamp);
       const from = current.device ? `from ${current.device}` : "from an unnamed device";
-      meta.textContent = `Since ${clock(at)} (${ago(at)}), ${from}`;
+      const detected = detectedNote(current);
+      meta.textContent = `Since ${clock(at)} (${ago(at)}), ${from}${detected ? `, ${detected}` : ""}`;
     } else {
       meta.textContent = "";
     }

@@ -1,6 +1,6 @@
 // "Timeline": the user's events, newest first, grouped by day in the browser's time zone; older
 // pages load as the end of the list scrolls into view, live updates go on top.
-import { clock, dayKey, dayTitle, duration } from "../format.js";
+import { clock, dayKey, dayTitle, detectedNote, duration } from "../format.js";
 import { swatch, title } from "../palette.js";
 
 const PAGE = 50;
@@ -111,6 +111,13 @@ export class Timeline {
     detail.className = "muted";
     const lasted = newer ? `for ${duration((newer - at) / 1000)}` : "ongoing";
     detail.textContent = `${event.device || "unnamed device"} · ${lasted}`;
+    const detected = detectedNote(event);
+    if (detected) {
+      const note = document.createElement("span");
+      note.className = "detected-note";
+      note.textContent = detected;
+      detail.append(" ", note);
+    }
     item.append(time, swatch(look), name, detail);
     return item;
   }
