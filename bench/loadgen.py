@@ -11,6 +11,9 @@ Scenarios (each prints one JSON line, then a readable summary):
   history     one user with a long history (E events over D days, written straight to the database):
               latency of the statistics endpoint for the page's ranges, and the export's rows per second
               and the server's memory while it streams.
+  detect      the fan-out load of `fanout` twice, first alone, then while C clients send detection
+              requests (a sentence, or a 640 px photo) back to back: detections per second and their
+              latency, and what the detections cost the sockets' delivery latency.
 
 Runs against a server it started also report the CPU time the server and the generator used
 (server_cpu_percent, generator_cpu_percent; fanout also server_cpu_us_per_update): on a small
@@ -31,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -312,6 +316,63 @@ async def fanout(server, users, devices, rate, duration, grace=5.0):
     }
 
 
+async def detect(server, kind, clients, duration, users, devices, rate):
+    """Fan-out alone, then fan-out while `clients` threads run detections of `kind` as fast as answered."""
+    alone = await fanout(server, users, devices, rate, duration)
+    token = make_users(server, 1)[0]
+    if kind == "image":
+        body = (ROOT / "data/detection/faces/astronaut-640.jpg").read_bytes()
+        boundary = uuid.uuid4().hex
+        payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"me.jpg\"\r\n"
+                   f"Content-Type: image/jpeg\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+        content_type = f"multipart/form-data; boundary={boundary}"
+    else:
+        payload = json.dumps({"text": "ugh, the train is late again and I will miss the meeting"}).encode()
+        content_type = "application/json"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+    # The first detection of a worker loads the models: not part of the figures.
+    status, answer, _ = _detect_once(server, payload, headers)
+    if status != 200:
+        raise SystemExit(f"detection answered {status}: {answer}")
+    times, failures, stop = [], [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            status, _, elapsed = _detect_once(server, payload, headers)
+            if status == 200:
+                times.append(elapsed)
+            else:
+                failures.append(status)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    loaded = await fanout(server, users, devices, rate, duration)
+    stop.set()
+    await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+    elapsed = time.perf_counter() - started
+    return {
+        "scenario": "detect", "kind": kind, "clients": clients, "duration": duration, "users": users,
+        "devices": devices, "rate": rate, "models": answer.get("models"),
+        "detections": len(times), "detection_failures": len(failures), "detections_per_s": round(len(times) / elapsed, 1),
+        "detection_latency_ms": percentiles(times),
+        "fanout_alone": {k: alone[k] for k in ("latency_ms", "lost", "deliveries", "server_cpu_percent")},
+        "fanout_with_detection": {k: loaded[k] for k in ("latency_ms", "lost", "deliveries", "server_cpu_percent")},
+    }
+
+
+def _detect_once(server, payload, headers):
+    """One detection request: (status, answer body, seconds)."""
+    req = urllib.request.Request(server.url + "/api/emotions/detect", data=payload, headers=headers)
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.load(resp), time.perf_counter() - t0
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc), time.perf_counter() - t0
+
+
 async def drain(ws):
     """Read and drop what a held socket receives (presence frames), as a device would."""
     try:
@@ -489,8 +550,6 @@ def history(server, events, days, requests):
 
 def _ping_during(server, token, get, path):
     """Ping round trips (ms percentiles) of another socket of the worker while `path` is computed."""
-    import threading
-
     import websocket  # websocket-client, a test dependency: a plain blocking client is all this needs
 
     ws = websocket.create_connection(f"{server.ws_url}?token={token}", timeout=30)
@@ -536,6 +595,12 @@ def summary(result):
         ping = result["ping_during_stats_ms"]
         return (f"history: {result['events']} events over {result['days']} days; stats {stats}; export {export}; "
                 f"another socket's ping during week_all p50 {ping['p50']} ms, max {ping['max']} ms")
+    if result["scenario"] == "detect":
+        alone, loaded, lat = result["fanout_alone"], result["fanout_with_detection"], result["detection_latency_ms"]
+        return (f"detect: {result['clients']} clients, {result['kind']}: {result['detections_per_s']} detections/s "
+                f"(p50 {lat['p50']} ms, p99 {lat['p99']} ms, {result['detection_failures']} failed); fan-out at "
+                f"{result['rate']:g} updates/s p99 {alone['latency_ms']['p99']} ms alone -> "
+                f"{loaded['latency_ms']['p99']} ms beside detection ({alone['lost']} -> {loaded['lost']} lost)")
     lat = result["latency_ms"]
     return (f"handshakes: {result['per_second']} per second with {result['concurrency']} concurrent clients "
             f"({result['failures']} failed); latency p50 {lat['p50']} ms, p99 {lat['p99']} ms")
@@ -564,6 +629,13 @@ def main(argv=None):
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--requests", type=int, default=20, help="requests per statistics range")
+    p = sub.add_parser("detect")
+    p.add_argument("--kind", choices=("text", "image"), default="text")
+    p.add_argument("--clients", type=int, default=4, help="detection requests in flight at once")
+    p.add_argument("--duration", type=float, default=20, help="seconds of each phase")
+    p.add_argument("--users", type=int, default=100)
+    p.add_argument("--devices", type=int, default=3)
+    p.add_argument("--rate", type=float, default=500, help="emotion updates per second, both phases")
     args = parser.parse_args(argv)
 
     if args.url and not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
@@ -579,6 +651,9 @@ def main(argv=None):
     if args.scenario == "history" and not (args.events <= 2_000_000 and 1 <= args.days <= 3650
                                            and args.requests <= 200):
         parser.error("history is bounded to 2,000,000 events over 10 years and 200 requests per range")
+    if args.scenario == "detect" and not (args.clients <= 64 and args.duration <= 120 and args.rate * args.duration <= 100_000
+                                          and args.users * args.devices <= 5_000):
+        parser.error("detect is bounded to 64 clients, 120 s a phase, 100,000 updates and 5,000 sockets")
 
     # Many sockets need many file descriptors, in this process and in the server it starts.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -600,6 +675,8 @@ def main(argv=None):
             result = run(idle(server, args.sockets, args.batch, args.hold, args.users))
         elif args.scenario == "history":
             result = history(server, args.events, args.days, args.requests)
+        elif args.scenario == "detect":
+            result = run(detect(server, args.kind, args.clients, args.duration, args.users, args.devices, args.rate))
         else:
             result = run(handshakes(server, args.concurrency, args.duration, args.users))
     result["server_env"] = env

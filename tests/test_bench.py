@@ -49,6 +49,15 @@ def test_history_smoke():
     assert result["ping_during_stats_ms"]["max"] > 0
 
 
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_detect_smoke(kind):
+    result = run_bench("detect", "--kind", kind, "--clients", "1", "--duration", "1", "--users", "2", "--devices", "2",
+                       "--rate", "20")
+    assert result["detections"] > 0 and result["detection_failures"] == 0
+    assert result["fanout_alone"]["lost"] == 0 and result["fanout_with_detection"]["lost"] == 0
+    assert set(result["models"]) == ({"text"} if kind == "text" else {"face"})
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -56,6 +65,7 @@ def test_history_smoke():
         ["idle", "--sockets", "50000"],
         ["handshakes", "--concurrency", "10000"],
         ["history", "--events", "5000000"],
+        ["detect", "--clients", "100"],
         ["--url", "http://10.0.0.1:8000", "handshakes"],
     ],
 )
