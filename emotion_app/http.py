@@ -5,9 +5,12 @@ from .errors import ApiError
 from .messages import FrameError, loads
 
 
-def json_object():
-    """Return the request body as a dict, or raise the 415/400 error that says what is wrong with it."""
-    if not request.is_json:
+def json_object(any_content_type=False):
+    """Return the request body as a dict, or raise the 415/400 error that says what is wrong with it.
+
+    The body must be labelled application/json unless `any_content_type` (the caller has decided it is JSON).
+    """
+    if not (request.is_json or any_content_type):
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
     if "json_body" not in g:
         try:

@@ -148,6 +148,20 @@ def test_text_in_a_form_field(quick_app):
         "/api/emotions/detect", data={"text": "I am so happy today"}, headers=headers, content_type="multipart/form-data"
     )
     assert ok(response)["emotion"] == "happy"
+    response = client.post("/api/emotions/detect", data={"text": "I am so happy today"}, headers=headers)
+    assert ok(response)["emotion"] == "happy"  # an HTML form's urlencoded body
+
+
+def test_json_that_curl_labelled_as_a_form(quick_app):
+    """`curl -d '{"text": ...}'` without a Content-Type header sends application/x-www-form-urlencoded."""
+    client, headers, _ = quick_app()
+    body = '{"text": "I am so sad and lonely tonight"}'
+    response = client.post("/api/emotions/detect", data=body, headers=headers,
+                           content_type="application/x-www-form-urlencoded")
+    assert ok(response)["emotion"] == "sad"
+    response = client.post("/api/emotions/detect", data='{"text": ', headers=headers,
+                           content_type="application/x-www-form-urlencoded")
+    refused(response, 400, "malformed_json")
 
 
 # ------------------------------------------------------------------------------------------ refusals
