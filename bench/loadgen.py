@@ -7,7 +7,9 @@ Scenarios (each prints one JSON line, then a readable summary):
   idle        open C sockets in batches, hold them, report how many succeeded and the server's memory
               per socket (RSS of the whole gunicorn process tree, before and after).
   handshakes  connect + authenticate + first frame, as many per second as N concurrent clients manage
-              (a raw-socket client, so that the generator is not what limits the figure).
+              (a raw-socket client, so that the generator is not what limits the figure). With
+              --reference, the same against a Flask-SocketIO server (bench/reference/) started beside
+              ours, in alternating rounds with the same users: both rates and the ratio ours/reference.
   history     one user with a long history (E events over D days, written straight to the database):
               latency of the statistics endpoint for the page's ranges, and the export's rows per second
               and the server's memory while it streams.
@@ -30,7 +32,9 @@ import base64
 import json
 import os
 import resource
+import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +53,7 @@ PASSWORD = "benchmark-password"
 sys.path.insert(0, str(ROOT))
 # All load comes from one address and a few users, far above what the abuse limits let one client do:
 # the server we start has them off (--env can set them again). A server at --url needs the same.
+from bench.rawclient import raw_handshake, raw_socketio_handshake  # noqa: E402
 from config import LIMITS_OFF  # noqa: E402 - the repository root is on the path from here on
 
 
@@ -76,9 +81,13 @@ class Server:
         self.database_url = env["DATABASE_URL"]
         subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
-        self.log = open(Path(self.workdir) / "server.log", "wb")
-        self.proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self._spawn([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], env, ROOT, "server.log")
+
+    def _spawn(self, command, env, cwd, log_name):
+        """Start `command` in a session of its own and wait until its /healthz answers."""
+        self.log = open(Path(self.workdir) / log_name, "wb")
+        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -128,6 +137,11 @@ class Server:
         return total / tick
 
     @property
+    def address(self):
+        host, port = self.url.split("//", 1)[1].rsplit(":", 1)
+        return host, int(port)
+
+    @property
     def ws_url(self):
         return self.url.replace("http://", "ws://") + "/api/ws"
 
@@ -141,6 +155,19 @@ class Server:
                 return resp.status, json.load(resp)
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)
+
+
+class ReferenceServer(Server):
+    """The Flask-SocketIO reference (bench/reference/server.py), one gevent worker under gunicorn, on a free
+    port of 127.0.0.1; `env` gives it the JWT_SECRET_KEY (and JWT_ISSUER, JWT_AUDIENCE) of our server."""
+
+    def __enter__(self):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        # Its own folder as the working directory: gunicorn would otherwise read our gunicorn.conf.py.
+        command = [str(BIN / "gunicorn"), "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}",
+                   "--log-level", "warning", "server:app"]
+        return self._spawn(command, {**os.environ, **self.env}, ROOT / "bench/reference", "reference.log")
 
 
 def free_port():
@@ -416,47 +443,9 @@ async def idle(server, sockets_wanted, batch, hold, users):
     }
 
 
-# A client close frame (FIN + close, masked, 2 bytes: code 1000), masked as RFC 6455 requires of clients.
-_MASK = bytes((0x37, 0xFA, 0x21, 0x3D))
-_CLOSE_FRAME = bytes((0x88, 0x82)) + _MASK + bytes(b ^ m for b, m in zip((1000).to_bytes(2, "big"), _MASK))
-
-
-async def raw_handshake(host, port, path):
-    """One device's connect, upgrade and first frame, then a clean close; return seconds to the first frame.
-
-    Written against the sockets directly: a WebSocket library's per-connection cost would make the
-    generator, not the server, the limit on how many handshakes a second are measured.
-    """
-    began = time.perf_counter()
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
-        first, size = await asyncio.wait_for(reader.readexactly(2), 30)
-        size &= 0x7F
-        if size >= 126:
-            size = int.from_bytes(await reader.readexactly(2 if size == 126 else 8), "big")
-        payload = await asyncio.wait_for(reader.readexactly(size), 30)
-        if first != 0x81 or not payload.startswith(b'{"type":"connection_established"'):
-            raise RuntimeError("unexpected first frame")
-        elapsed = time.perf_counter() - began
-        writer.write(_CLOSE_FRAME)
-        # The server answers with its own close frame and ends the connection.
-        while await asyncio.wait_for(reader.read(4096), 30):
-            pass
-        return elapsed
-    finally:
-        writer.close()
-
-
-async def handshakes(server, concurrency, duration, users):
-    tokens = make_users(server, users)
-    host, port = server.url.split("//", 1)[1].rsplit(":", 1)
+async def measure_handshakes(server, connect, tokens, concurrency, duration):
+    """Handshakes per second that `concurrency` clients running `connect` get from `server` in `duration` s."""
+    host, port = server.address
     times, failures = [], 0
     stop = time.perf_counter() + duration
 
@@ -464,7 +453,7 @@ async def handshakes(server, concurrency, duration, users):
         nonlocal failures
         while time.perf_counter() < stop:
             try:
-                times.append(await raw_handshake(host, int(port), f"/api/ws?token={tokens[n % users]}"))
+                times.append(await connect(host, port, tokens[n % len(tokens)]))
             except Exception as exc:  # noqa: BLE001 - counted, the run goes on
                 failures += 1
                 if failures <= 3:
@@ -474,10 +463,56 @@ async def handshakes(server, concurrency, duration, users):
     started = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - started
+    return {"handshakes": len(times), "failures": failures, "per_second": round(len(times) / elapsed, 1),
+            "latency_ms": percentiles(times), **cpu.read()}
+
+
+async def handshakes(server, concurrency, duration, users):
+    tokens = make_users(server, users)
+    measured = await measure_handshakes(server, raw_handshake, tokens, concurrency, duration)
+    return {"scenario": "handshakes", "concurrency": concurrency, "duration": duration, **measured}
+
+
+async def handshakes_against_reference(server, reference, concurrency, duration, users, rounds):
+    """Our handshakes and the Flask-SocketIO reference's, in alternating rounds, with the same tokens.
+
+    Both servers run through the whole run and take turns, so that whatever else loads the machine
+    weighs on both alike; the ratio of the medians is the figure that carries from one machine to another.
+    """
+    from importlib.metadata import version
+
+    tokens = make_users(server, users)
+    sides = (("ours", server, raw_handshake), ("reference", reference, raw_socketio_handshake))
+    for _, srv, connect in sides:  # warm up: the first requests of a worker import and cache more
+        for token in tokens[:10]:
+            await connect(*srv.address, token)
+    rounds_measured = {name: [] for name, _, _ in sides}
+    for n in range(rounds):
+        for name, srv, connect in sides:
+            measured = await measure_handshakes(srv, connect, tokens, concurrency, duration)
+            rounds_measured[name].append(measured)
+            print(f"round {n + 1}/{rounds} {name}: {measured['per_second']} per second "
+                  f"({measured['failures']} failed)", file=sys.stderr, flush=True)
+
+    def side(measured):
+        return {
+            "per_second": [m["per_second"] for m in measured],
+            "median_per_second": statistics.median(m["per_second"] for m in measured),
+            "handshakes": sum(m["handshakes"] for m in measured),
+            "failures": sum(m["failures"] for m in measured),
+            "latency_p50_ms": [m["latency_ms"]["p50"] for m in measured],
+            "latency_p99_ms": [m["latency_ms"]["p99"] for m in measured],
+            "server_cpu_percent": [m["server_cpu_percent"] for m in measured],
+            "generator_cpu_percent": [m["generator_cpu_percent"] for m in measured],
+        }
+
+    ours, ref = side(rounds_measured["ours"]), side(rounds_measured["reference"])
     return {
-        "scenario": "handshakes", "concurrency": concurrency, "duration": duration, "handshakes": len(times),
-        "failures": failures, "per_second": round(len(times) / elapsed, 1), "latency_ms": percentiles(times),
-        **cpu.read(),
+        "scenario": "handshakes", "concurrency": concurrency, "duration": duration, "users": users,
+        "rounds": rounds, "reference_server": f"Flask-SocketIO {version('flask-socketio')} + gevent, one worker",
+        "ours": ours, "reference": ref,
+        "ratio": round(ours["median_per_second"] / ref["median_per_second"], 2) if ref["median_per_second"] else None,
+        "failures": ours["failures"] + ref["failures"],
     }
 
 
@@ -601,6 +636,13 @@ def summary(result):
                 f"(p50 {lat['p50']} ms, p99 {lat['p99']} ms, {result['detection_failures']} failed); fan-out at "
                 f"{result['rate']:g} updates/s p99 {alone['latency_ms']['p99']} ms alone -> "
                 f"{loaded['latency_ms']['p99']} ms beside detection ({alone['lost']} -> {loaded['lost']} lost)")
+    if "ratio" in result:
+        ours, ref = result["ours"], result["reference"]
+        return (f"handshakes: {result['rounds']} alternating rounds of {result['duration']:g} s with "
+                f"{result['concurrency']} concurrent clients: ours {' / '.join(map(str, ours['per_second']))} per second "
+                f"(median {ours['median_per_second']}, {ours['failures']} failed), {result['reference_server']} "
+                f"{' / '.join(map(str, ref['per_second']))} (median {ref['median_per_second']}, {ref['failures']} "
+                f"failed): ours / reference = {result['ratio']}")
     lat = result["latency_ms"]
     return (f"handshakes: {result['per_second']} per second with {result['concurrency']} concurrent clients "
             f"({result['failures']} failed); latency p50 {lat['p50']} ms, p99 {lat['p99']} ms")
@@ -625,6 +667,10 @@ def main(argv=None):
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--duration", type=float, default=10)
     p.add_argument("--users", type=int, default=20)
+    p.add_argument("--reference", action="store_true",
+                   help="also start the Flask-SocketIO reference server (bench/reference/) and measure both in "
+                        "alternating rounds of --duration seconds, with the same users")
+    p.add_argument("--rounds", type=int, default=3, help="rounds for each server, with --reference")
     p = sub.add_parser("history")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--days", type=int, default=365)
@@ -648,6 +694,11 @@ def main(argv=None):
         parser.error("idle is bounded to 15,000 sockets held for 300 s")
     if args.scenario == "handshakes" and not (args.concurrency <= 500 and args.duration <= 300):
         parser.error("handshakes is bounded to 500 concurrent clients for 300 s")
+    if args.scenario == "handshakes" and args.reference:
+        if args.url:
+            parser.error("--reference starts both servers itself: it cannot be used with --url")
+        if not (1 <= args.rounds <= 10 and 2 * args.rounds * args.duration <= 600):
+            parser.error("handshakes --reference is bounded to 10 rounds and 600 s of measuring in all")
     if args.scenario == "history" and not (args.events <= 2_000_000 and 1 <= args.days <= 3650
                                            and args.requests <= 200):
         parser.error("history is bounded to 2,000,000 events over 10 years and 200 requests per range")
@@ -668,7 +719,11 @@ def main(argv=None):
         run = uvloop.run
     except ImportError:
         run = asyncio.run
-    with tempfile.TemporaryDirectory(prefix="emotion-bench-") as workdir, Server(args.url, env, workdir) as server:
+    reference = args.scenario == "handshakes" and args.reference
+    # Both servers must accept the same tokens: one secret for the run, kept out of the printed result.
+    secret = {"JWT_SECRET_KEY": env.get("JWT_SECRET_KEY") or secrets.token_urlsafe(48)} if reference else {}
+    with tempfile.TemporaryDirectory(prefix="emotion-bench-") as workdir, \
+            Server(args.url, {**env, **secret}, workdir) as server:
         if args.scenario == "fanout":
             result = run(fanout(server, args.users, args.devices, args.rate, args.duration))
         elif args.scenario == "idle":
@@ -677,6 +732,11 @@ def main(argv=None):
             result = history(server, args.events, args.days, args.requests)
         elif args.scenario == "detect":
             result = run(detect(server, args.kind, args.clients, args.duration, args.users, args.devices, args.rate))
+        elif reference:
+            shared = {**{k: env[k] for k in ("JWT_ISSUER", "JWT_AUDIENCE") if k in env}, **secret}
+            with ReferenceServer(env=shared, workdir=workdir) as ref:
+                result = run(handshakes_against_reference(server, ref, args.concurrency, args.duration, args.users,
+                                                          args.rounds))
         else:
             result = run(handshakes(server, args.concurrency, args.duration, args.users))
     result["server_env"] = env

@@ -39,6 +39,48 @@ def test_handshakes_smoke():
     assert result["server_cpu_seconds"] > 0 and result["generator_cpu_percent"] >= 0
 
 
+def test_handshakes_against_reference_smoke():
+    result = run_bench("handshakes", "--reference", "--concurrency", "2", "--duration", "1", "--users", "2",
+                       "--rounds", "1")
+    assert result["ours"]["handshakes"] > 0 and result["reference"]["handshakes"] > 0
+    assert result["failures"] == 0 and result["ratio"] > 0
+    assert "JWT_SECRET_KEY" not in json.dumps(result)  # the run's shared secret stays out of the output
+
+
+def test_reference_server_refuses_bad_tokens_and_relays_updates(tmp_path):
+    import asyncio
+    import time
+
+    import jwt
+    import websocket
+
+    from bench.loadgen import ReferenceServer
+    from bench.rawclient import raw_socketio_handshake
+
+    def token(sub, secret="s" * 40, **claims):
+        claims = {"sub": sub, "type": "access", "iss": "emotion_app", "aud": "emotion_app",
+                  "exp": int(time.time()) + 60, **claims}
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+    with ReferenceServer(env={"JWT_SECRET_KEY": "s" * 40}, workdir=tmp_path) as ref:
+        assert asyncio.run(raw_socketio_handshake(*ref.address, token("7"))) > 0
+        for bad in (token("7", secret="t" * 40), token("7", aud="other"), token("7", type="refresh"), "junk"):
+            with pytest.raises(RuntimeError, match="unexpected packet: 44"):
+                asyncio.run(raw_socketio_handshake(*ref.address, bad))
+
+        url = ref.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        devices = [websocket.create_connection(url, timeout=10) for _ in range(2)]
+        for ws in devices:
+            assert ws.recv().startswith("0{")
+            ws.send(json.dumps({"token": token("7")}).join(("40", "")))
+            assert sorted(ws.recv()[:2] for _ in range(2)) == ["40", "42"]  # the ack and connection_established
+        devices[0].send('42["emotion_update",{"emotion":"happy","client_msg_id":"m1"}]')
+        for ws in devices:
+            event, body = json.loads(ws.recv()[2:])
+            assert event == "emotion_update" and body["client_msg_id"] == "m1" and body["user_id"] == 7
+            ws.close()
+
+
 def test_history_smoke():
     result = run_bench("history", "--events", "300", "--days", "10", "--requests", "1")
     assert result["stats"]["day_7d"]["buckets"] == 8  # 7 days back from a time of day: 8 local dates
@@ -64,6 +106,7 @@ def test_detect_smoke(kind):
         ["fanout", "--rate", "100000", "--duration", "100"],
         ["idle", "--sockets", "50000"],
         ["handshakes", "--concurrency", "10000"],
+        ["handshakes", "--reference", "--rounds", "5", "--duration", "100"],
         ["history", "--events", "5000000"],
         ["detect", "--clients", "100"],
         ["--url", "http://10.0.0.1:8000", "handshakes"],
