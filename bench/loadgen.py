@@ -51,10 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PASSWORD = "benchmark-password"
 sys.path.insert(0, str(ROOT))
+from bench.rawclient import raw_handshake, raw_socketio_handshake  # noqa: E402 - the repository root is on the path from here on
 # All load comes from one address and a few users, far above what the abuse limits let one client do:
 # the server we start has them off (--env can set them again). A server at --url needs the same.
-from bench.rawclient import raw_handshake, raw_socketio_handshake  # noqa: E402
-from config import LIMITS_OFF  # noqa: E402 - the repository root is on the path from here on
+from config import LIMITS_OFF  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ the server
