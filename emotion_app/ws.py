@@ -24,7 +24,7 @@ from .errors import ApiError
 from .extensions import db, read_connection, sock
 from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
 from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
-from .ratelimit import FrameLimiter, handshakes_per_address
+from .ratelimit import FrameLimiter, limit_handshakes
 from .security import origin_allowed
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def _check_capacity(user_id):
         )
 
 
-handshakes_per_address(bp)
+limit_handshakes(bp)
 
 
 @bp.after_request
@@ -155,7 +155,7 @@ def emotion_socket(ws):
             return
         since = g.ws_since
         # The writer has not started: nothing else writes to the socket yet.
-        ws.send(
+        conn.send_first(
             messages.connection_established(user_id, current, current["id"] if current else None, conn.device, online)
         )
         HANDSHAKES.labels("accepted").inc()
