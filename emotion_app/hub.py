@@ -7,8 +7,8 @@ So a device that stops reading only ever delays itself; when its queue fills up 
 and it reconnects and catches up from SQL.
 """
 import logging
-import threading
 import secrets
+import threading
 import time
 from collections import deque
 from datetime import datetime
