@@ -16,7 +16,7 @@ from .detection import api as detection_api
 from .detection.service import Detector
 from .broker import create_broker
 from .errors import register_error_handlers
-from .extensions import db, jwt, migrate, sock
+from .extensions import SessionInterface, db, jwt, migrate, sock
 from .groupcommit import GroupCommitter
 from .hub import Hub
 from .logs import configure_logging, configure_request_ids
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 def create_app(overrides=None):
     """Build the application: settings, secrets, database, extensions, blueprints, broker."""
     app = Flask(__name__, instance_path=config.INSTANCE_DIR)
+    app.session_interface = SessionInterface()
     app.config.update(config.settings())
     app.config.update(overrides or {})
     configure_logging(app)

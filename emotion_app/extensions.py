@@ -1,6 +1,8 @@
 """Extension singletons, created unbound here and bound to an app in `create_app`."""
+import flask
+import flask_limiter
+from flask.sessions import SecureCookieSessionInterface
 from flask_jwt_extended import JWTManager
-from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sock import Sock
@@ -22,8 +24,41 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING), session_options={"e
 migrate = Migrate()
 jwt = JWTManager()
 sock = Sock()
+
+
+class Limiter(flask_limiter.Limiter):
+    """Flask-Limiter, which does nothing at all for a blueprint whose only limit is off.
+
+    Flask-Limiter checks every request, finding the route's limits and evaluating each one's
+    `exempt_when`, even when every limit is off. `only_limit` names the setting of a blueprint's one
+    limit: while that setting is off, its requests skip the check.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.only_limit = {}  # blueprint name -> the setting of its only limit
+
+    def _check_request_limit(self, callable_name=None, in_middleware=True):
+        setting = self.only_limit.get(flask.request.blueprint)
+        if setting is not None and flask.current_app.config[setting] is None:
+            return
+        super()._check_request_limit(callable_name, in_middleware)
+
+
 # Limits are declared per route (see ratelimit.py); storage and options come from the app's config.
 limiter = Limiter(key_func=get_remote_address)
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie sessions, with the signing serializer built once per secret key rather than on
+    every request (the API itself keeps no session in cookies)."""
+
+    def get_signing_serializer(self, app):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = getattr(self, "_serializer", None)
+        if cached is None or cached[0] != keys:
+            cached = self._serializer = (keys, super().get_signing_serializer(app))
+        return cached[1]
 
 
 def read_connection():
@@ -32,4 +67,8 @@ def read_connection():
     Each statement sees what is committed when it runs; PostgreSQL is spared the BEGIN and the ROLLBACK
     (two round trips) that would wrap a one-query transaction.
     """
-    return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    engine = db.engine
+    if engine.dialect.name == "sqlite":
+        # Python's sqlite3 opens no transaction for a SELECT: the option would only cost time.
+        return engine.connect()
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")

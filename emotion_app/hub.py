@@ -7,13 +7,14 @@ So a device that stops reading only ever delays itself; when its queue fills up 
 and it reconnects and catches up from SQL.
 """
 import logging
+import secrets
 import threading
 import time
-import uuid
 from collections import deque
 from datetime import datetime
 
 import gevent
+from simple_websocket import ConnectionClosed
 
 from . import messages
 from .metrics import DATABASE_ERRORS, DELIVERY_SECONDS, QUEUE_DROPS
@@ -132,7 +133,7 @@ class Connection:
     def __init__(
         self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit, sid=None, name=None, expires_at=None
     ):
-        self.id = uuid.uuid4().hex[:16]
+        self.id = secrets.token_hex(8)  # 16 hex digits, without building a UUID
         self.ws = ws
         self.user_id = str(user_id)
         self.jti = jti
@@ -166,6 +167,18 @@ class Connection:
         self._started = True
         if since is not None or self.queue:
             self._writer = gevent.spawn(self._write_loop, since)
+
+    def send_first(self, text):
+        """Write a text frame before `start`, while nothing else writes to the socket (connection_established).
+
+        A ready frame, like events: no per-socket encoder is involved, and the kernel usually takes it at
+        once, with no timer set.
+        """
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        frame = text_frame(text)
+        if not self.ws.sock.send_nowait(frame):
+            self.ws.sock.send(frame)
 
     def push(self, text):
         """Queue a text frame; a connection whose queue is full is too slow and is dropped."""
@@ -323,6 +336,7 @@ class Hub:
 
     def __init__(self):
         self._by_user = {}
+        self._count = 0  # kept as sockets come and go: every handshake asks
         self.draining = False
 
     def drain(self):
@@ -335,13 +349,17 @@ class Hub:
 
     def attach(self, conn):
         """Start delivering the user's events to `conn`."""
-        self._by_user.setdefault(conn.user_id, set()).add(conn)
+        conns = self._by_user.setdefault(conn.user_id, set())
+        if conn not in conns:
+            conns.add(conn)
+            self._count += 1
 
     def detach(self, conn):
         """Forget `conn` at once."""
         conns = self._by_user.get(conn.user_id)
-        if conns is not None:
+        if conns is not None and conn in conns:
             conns.discard(conn)
+            self._count -= 1
             if not conns:
                 del self._by_user[conn.user_id]
 
@@ -351,7 +369,7 @@ class Hub:
 
     def count(self):
         """How many sockets are open in this process."""
-        return sum(len(conns) for conns in self._by_user.values())
+        return self._count
 
     def dispatch(self, message):
         """Act on one broker message: push an event or a presence change, or close revoked sockets."""

@@ -13,8 +13,8 @@ import contextvars
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 
 SECRETS = (
     # name=value in URLs, query strings and form-like text
@@ -135,7 +135,7 @@ def configure_request_ids(app):
     @app.before_request
     def start_request():
         given = request.headers.get("X-Request-ID", "")
-        CURRENT.set({"request_id": given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]})
+        CURRENT.set({"request_id": given if REQUEST_ID.fullmatch(given) else secrets.token_hex(8)})
 
     @app.after_request
     def echo_request_id(response):

@@ -60,9 +60,16 @@ login_failures_per_username = limiter.limit(
     exempt_when=_off("RATE_LIMIT_LOGIN_FAILURES"),
 )
 # WebSocket handshakes per client address.
-handshakes_per_address = limiter.limit(
+_handshakes_per_address = limiter.limit(
     _setting("RATE_LIMIT_HANDSHAKE"), key_func=get_remote_address, exempt_when=_off("RATE_LIMIT_HANDSHAKE")
 )
+
+
+def limit_handshakes(bp):
+    """Limit the requests of `bp` (the socket's) per address to RATE_LIMIT_HANDSHAKE, its only limit:
+    while that is off, Flask-Limiter does no work for them at all."""
+    _handshakes_per_address(bp)
+    limiter.only_limit[bp.name] = "RATE_LIMIT_HANDSHAKE"
 
 
 def detection_wait(app, user_id):

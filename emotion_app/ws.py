@@ -24,12 +24,13 @@ from .errors import ApiError
 from .extensions import db, read_connection, sock
 from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
 from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
-from .ratelimit import FrameLimiter, handshakes_per_address
+from .ratelimit import FrameLimiter, limit_handshakes
 from .security import origin_allowed
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ws", __name__)
+ACCEPTED = HANDSHAKES.labels("accepted")  # looked up once, not on every handshake
 
 
 @bp.before_request
@@ -68,7 +69,10 @@ def authenticate():
 
 
 def _token_claims():
-    verify_jwt_in_request(locations=["headers", "query_string"])
+    # A header wins over ?token=; with no header, look in the URL alone (flask-jwt-extended would first
+    # raise and catch an error for the missing header).
+    in_url = "token" in request.args and "Authorization" not in request.headers
+    verify_jwt_in_request(locations=["query_string"] if in_url else ["headers", "query_string"])
     return get_jwt()
 
 
@@ -106,7 +110,7 @@ def _check_capacity(user_id):
         )
 
 
-handshakes_per_address(bp)
+limit_handshakes(bp)
 
 
 @bp.after_request
@@ -155,10 +159,10 @@ def emotion_socket(ws):
             return
         since = g.ws_since
         # The writer has not started: nothing else writes to the socket yet.
-        ws.send(
+        conn.send_first(
             messages.connection_established(user_id, current, current["id"] if current else None, conn.device, online)
         )
-        HANDSHAKES.labels("accepted").inc()
+        ACCEPTED.inc()
         log.info("socket open: %s device(s) of the user online", len(online) if online is not None else None)
         if since is not None and since < pruned:
             ws.send(_too_old(since))

@@ -1,0 +1,62 @@
+"""What each handshake is spared (the rate limiter while its limit is off, counting every socket of the
+worker, the per-socket frame encoder) without changing what devices get."""
+import json
+from types import SimpleNamespace
+
+import flask_limiter
+from websockets.sync.client import connect
+
+from emotion_app.hub import Connection, Hub
+
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "x" * 24}
+
+
+def test_the_limiter_skips_sockets_only_while_their_limit_is_off(make_app, monkeypatch):
+    checked = []
+    original = flask_limiter.Limiter._check_request_limit
+
+    def spy(self, *args, **kwargs):
+        from flask import request
+
+        checked.append(request.blueprint)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(flask_limiter.Limiter, "_check_request_limit", spy)
+    off = make_app(RATE_LIMIT_AUTH="100 per minute").test_client()
+    assert off.get("/api/ws", headers=UPGRADE).status_code == 401
+    off.post("/api/auth/login", json={"username": "nobody", "password": "wrong password"})
+    assert "ws" not in checked and "auth" in checked  # the other limits are still checked
+
+    checked.clear()
+    on = make_app(RATE_LIMIT_HANDSHAKE="3 per minute").test_client()
+    statuses = [on.get("/api/ws", headers=UPGRADE).status_code for _ in range(4)]
+    assert checked and set(checked) == {"ws"}
+    assert statuses == [401, 401, 401, 429], statuses
+    refused = on.get("/api/ws", headers=UPGRADE)
+    assert refused.get_json()["error"] == "too_many_requests" and int(refused.headers["Retry-After"]) >= 1
+
+
+def test_the_hub_counts_each_socket_once():
+    hub = Hub()
+    conns = [
+        Connection(SimpleNamespace(sock=None), user, "jti", 8, 1.0, fetch=None, replay_limit=1)
+        for user in (1, 1, 2)
+    ]
+    for conn in conns + conns[:1]:
+        hub.attach(conn)
+    assert hub.count() == 3
+    for conn in conns[:2] + conns[:2]:
+        hub.detach(conn)
+    assert hub.count() == 1 and hub.connections(1) == [] and hub.connections(2) == [conns[2]]
+
+
+def test_a_compressed_socket_reads_the_first_frame_and_events(server_factory):
+    server = server_factory(WS_COMPRESSION="on")
+    token = server.login()["access_token"]
+    with connect(f"{server.ws_url}?token={token}", compression="deflate", open_timeout=5) as ws:
+        assert ws.response.headers.get("Sec-WebSocket-Extensions", "").startswith("permessage-deflate")
+        first = json.loads(ws.recv(timeout=5))
+        assert first["type"] == "connection_established" and first["devices"] == 1, first
+        ws.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
+        update = json.loads(ws.recv(timeout=5))
+        assert update["type"] == "emotion_update" and update["emotion"] == "happy", update
