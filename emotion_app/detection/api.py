@@ -40,17 +40,7 @@ def _apply_mode():
 def _read_body(config, apply):
     """The request's fields and image as a DetectRequest, within this route's own size caps."""
     max_text = config["DETECT_MAX_TEXT"]
-    json_cap = max(config["MAX_CONTENT_LENGTH"], JSON_BYTES_PER_CHAR * max_text + 1024)
-    if request.is_json or _json_labelled_as_form(json_cap):
-        request.max_content_length = json_cap
-        body = json_object(any_content_type=True)
-        if "image" in body:
-            raise ApiError(
-                400, "invalid_field", "Send a photo as multipart/form-data with an 'image' file, not in JSON",
-                field="image",
-            )
-        return checked_fields(body, max_text, apply)
-    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    if request.mimetype == "multipart/form-data":
         max_image = config["DETECT_MAX_IMAGE_BYTES"]
         # This route's cap, above MAX_BODY_BYTES: the image, plus the text and the form's framing.
         request.max_content_length = max_image + JSON_BYTES_PER_CHAR * max_text + FORM_ALLOWANCE
@@ -59,19 +49,25 @@ def _read_body(config, apply):
         except RequestEntityTooLarge:
             raise _image_too_large(max_image) from None
         return checked_fields(form, max_text, apply, _image(form, files, max_image))
-    raise ApiError(
-        415, "unsupported_media_type",
-        "Content-Type must be application/json (a text) or multipart/form-data (an image file, a text, or both)",
-    )
-
-
-def _json_labelled_as_form(cap):
-    """Whether the body is JSON sent as a form: `curl -d '{"text": ...}'` without a Content-Type header labels
-    it application/x-www-form-urlencoded, and a form field named `{"text"` is never what was meant."""
-    if request.mimetype != "application/x-www-form-urlencoded":
-        return False
-    request.max_content_length = cap
-    return request.get_data(cache=True).lstrip()[:1] == b"{"
+    if not (request.is_json or request.mimetype == "application/x-www-form-urlencoded"):
+        raise ApiError(
+            415, "unsupported_media_type",
+            "Content-Type must be application/json (a text) or multipart/form-data (an image file, a text, or both)",
+        )
+    # A text alone, whether JSON or a plain form (which carries no file).
+    request.max_content_length = max(config["MAX_CONTENT_LENGTH"], JSON_BYTES_PER_CHAR * max_text + 1024)
+    # `curl -d '{"text": ...}'` without a Content-Type header labels JSON as a plain form; a form field named
+    # `{"text"` is never what was meant.
+    if request.is_json or request.get_data(cache=True).lstrip()[:1] == b"{":
+        body = json_object(any_content_type=True)
+        if "image" in body:
+            raise ApiError(
+                400, "invalid_field", "Send a photo as multipart/form-data with an 'image' file, not in JSON",
+                field="image",
+            )
+        return checked_fields(body, max_text, apply)
+    form = request.form
+    return checked_fields(form, max_text, apply, _image(form, request.files, config["DETECT_MAX_IMAGE_BYTES"]))
 
 
 def _image(form, files, max_bytes):
