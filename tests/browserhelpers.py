@@ -8,6 +8,7 @@ otherwise (a fake camera) defines its own `browser` with `chromium(...)`, and `d
 """
 import re
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -178,6 +179,19 @@ def history(server, token):
         before = page["next_before"]
         if before is None:
             return events
+
+
+def wait_until(page, expression, timeout=10.0):
+    """Evaluate `expression` in `page` until it is truthy, or fail after `timeout` seconds.
+
+    Not page.wait_for_function: when its first check is false it polls with eval() inside the page, which
+    the page's Content-Security-Policy refuses (and reports, failing the test). page.evaluate is not eval.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            pytest.fail(f"still false after {timeout} s: {expression}")
+        page.wait_for_timeout(50)
 
 
 def serious_findings(page):

@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from browserhelpers import TZ, browser, devices, history, new_username, register, serious_findings  # noqa: F401 (fixtures)
+from browserhelpers import (  # noqa: F401 (fixtures)
+    TZ, browser, devices, history, new_username, register, serious_findings, wait_until,
+)
 from conftest import TEST_SECRETS
 from emotion_app import create_app
 from emotion_app.extensions import db
@@ -191,7 +193,7 @@ def test_chart_and_summary_show_the_durations_of_a_known_history(live_server, de
 
     device.page.click("#stats [data-days='30']")
     expect(device.page.locator("#stats [data-days='30']")).to_have_attribute("aria-pressed", "true")
-    device.page.wait_for_function("Chart.getChart(document.getElementById('chart')).data.labels.length === 30")
+    wait_until(device.page, "Chart.getChart(document.getElementById('chart')).data.labels.length === 30")
 
 
 def test_the_timeline_pages_back_as_it_scrolls_grouped_by_day(live_server, devices):
