@@ -1,4 +1,5 @@
-"""What each handshake is spared (the rate limiter while its limit is off, counting every socket of the
+"""What each handshake is spared (the rate limiter while its limit is off, decoding the token more than
+once, counting every socket of the
 worker, the per-socket frame encoder) without changing what devices get."""
 import json
 from types import SimpleNamespace
@@ -60,3 +61,32 @@ def test_a_compressed_socket_reads_the_first_frame_and_events(server_factory):
         ws.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
         update = json.loads(ws.recv(timeout=5))
         assert update["type"] == "emotion_update" and update["emotion"] == "happy", update
+
+
+def test_a_token_is_verified_with_one_decode_and_an_expired_one_still_says_so(make_app, monkeypatch):
+    import jwt as pyjwt
+    from flask_jwt_extended import create_access_token
+
+    decodes = []
+    original = pyjwt.api_jwt.PyJWT.decode_complete
+
+    def spy(self, token, *args, **kwargs):
+        decodes.append((kwargs.get("options") or {}).get("verify_signature", True))
+        return original(self, token, *args, **kwargs)
+
+    monkeypatch.setattr(pyjwt.api_jwt.PyJWT, "decode_complete", spy)
+    app = make_app()
+    client = app.test_client()
+    client.post("/api/auth/register", json={"username": "once", "password": "a long enough password"})
+    token = client.post("/api/auth/login", json={"username": "once", "password": "a long enough password"}).get_json()
+    decodes.clear()
+    assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {token['access_token']}"}).status_code == 200
+    assert len(decodes) == 1  # verified once: not also decoded unverified first
+
+    with app.app_context():
+        expired = create_access_token("1", expires_delta=-__import__("datetime").timedelta(seconds=60))
+    refused = client.get("/api/auth/me", headers={"Authorization": f"Bearer {expired}"})
+    assert refused.status_code == 401 and refused.get_json()["error"] == "token_expired", refused.get_json()
+    forged = token["access_token"][:-4] + ("AAAA" if not token["access_token"].endswith("AAAA") else "BBBB")
+    refused = client.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"})
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_token", refused.get_json()
