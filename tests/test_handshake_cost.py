@@ -1,6 +1,6 @@
 """What each handshake is spared (the rate limiter while its limit is off, decoding the token more than
-once, counting every socket of the
-worker, the per-socket frame encoder) without changing what devices get."""
+once, counting every socket of the worker, the per-socket frame encoder) without changing what devices
+get."""
 import json
 from types import SimpleNamespace
 
