@@ -167,7 +167,7 @@ def emotion_socket(ws):
         if since is not None and since < pruned:
             ws.send(_too_old(since))
             since = None
-        broker.publish(_presence(conn, "connected", online))
+        _announce(broker, conn, "connected", online)
         conn.start(last_seq, since)
         _receive_loop(app, ws, conn)
     except ConnectionClosed:
@@ -178,8 +178,20 @@ def emotion_socket(ws):
         # The server's code when it closed the socket, else the device's (1005: it gave none).
         code = conn.close_code or getattr(ws, "close_reason", None)
         log.info("socket closed: code %s", int(code) if isinstance(code, int) else code)
-        broker.publish(_presence(conn, "disconnected", broker.presence_leave(user_id, conn.id)))
+        _announce(broker, conn, "disconnected", broker.presence_leave(user_id, conn.id))
         conn.finish()
+
+
+def _announce(broker, conn, change, online):
+    """Tell the user's other devices, on every worker, that `conn` came or went.
+
+    `online` is the user's list across all workers; when it names no other device there is no one to
+    tell (a device that joins later learns of this one from its own `connection_established`). While
+    presence is unknown (None), everyone is told.
+    """
+    if online is not None and all(device["id"] == conn.id for device in online):
+        return
+    broker.publish(_presence(conn, change, online))
 
 
 def _presence(conn, change, online):

@@ -225,6 +225,36 @@ def test_servers_sharing_redis_see_each_others_named_devices(server_factory, pos
     phone.close()
 
 
+def test_presence_is_published_only_when_another_device_of_the_user_is_online(server_factory, postgres_databases, redis_url):
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    host = server_factory(DATABASE_URL=postgres_databases(), REDIS_URL=redis_url, BROKER_PREFIX=prefix)
+    listener = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(f"{prefix}:broadcast")
+
+    def published():
+        kinds = []
+        while (message := listener.get_message(timeout=0.5)) is not None:
+            body = json.loads(message["data"].split(b" ", 1)[1])  # "<origin> <json>"
+            if body.get("kind") == "presence":
+                kinds.append((body["change"], body["devices"]))
+        return kinds
+
+    token = host.login()["access_token"]
+    alone, _ = host.device(token, device="Phone")
+    alone.close()
+    assert published() == []  # nobody else to tell, on any worker
+    phone, _ = host.device(token, device="Phone")
+    tablet, _ = host.device(token, device="Tablet")
+    assert recv_json(phone, skip=())["change"] == "connected"
+    tablet.close()
+    assert recv_json(phone, skip=())["change"] == "disconnected"
+    phone.close()
+    assert published() == [("connected", 2), ("disconnected", 1)]
+    listener.close()
+
+
 # ------------------------------------------------------------------------------------------- events
 
 
