@@ -52,6 +52,10 @@ def _cors_origin():
 
 
 def _headers(response):
+    if request.blueprint == "ws" and response.status_code == 200:
+        # A socket that has ended: its handshake answer went out when it opened, and flask-sock's
+        # closing response sends nothing. (Refused handshakes are errors, and get every header.)
+        return response
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
