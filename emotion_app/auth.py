@@ -191,7 +191,11 @@ REVOCATION_STATE = select(
 
 
 def revocation(claims):
-    """Why the token may no longer be used, as (error code, message); None while it may."""
+    """Why the token may no longer be used, as (error code, message); None while it may.
+
+    A token found not revoked is remembered by this worker (revocations.py) until a revocation of its
+    user reaches the worker through the broker; until then it is not read from the database again.
+    """
     sub, jti, ver = claims.get("sub"), claims.get("jti"), claims.get("ver") or 0
     sid = claims.get("sid") or jti
     # Only our key signs tokens, but a malformed claim must still be a 401, never a crash.
@@ -201,15 +205,21 @@ def revocation(claims):
         and isinstance(ver, int)
     ):
         return "invalid_token", "Invalid token: malformed claims"
-    # On a connection of its own, not the ORM session: this runs on every handshake and request.
+    user_id = int(sub)
+    known = current_app.extensions["emotion_revocations"]
+    if known.allows(user_id, jti, sid, ver):
+        return None
+    mark = known.mark()
+    # On a connection of its own, not the ORM session: this runs on a token's first handshake or request.
     with read_connection() as conn:
-        row = conn.execute(REVOCATION_STATE, {"uid": int(sub), "jti": jti, "sid": sid}).first()
+        row = conn.execute(REVOCATION_STATE, {"uid": user_id, "jti": jti, "sid": sid}).first()
     if row is None:
         return "unknown_user", "The token's user no longer exists"
     if row[1]:
         return "token_revoked", "Token has been revoked: log in again"
     if ver < row[0]:
         return "token_revoked", "Token was revoked by a password change: log in with the new password"
+    known.remember(mark, user_id, jti, sid, row[0])
     return None
 
 
