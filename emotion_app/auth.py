@@ -26,6 +26,7 @@ from . import logs
 from .errors import ApiError, error_response
 from .extensions import db, jwt, read_connection
 from .http import invalid_fields, json_object
+from .metrics import REVOCATION_CHECKS
 from .models import RevokedToken, User
 from .passwords import check_password, hash_password
 from .ratelimit import auth_per_address, login_failures_per_username
@@ -182,6 +183,9 @@ def me():
     return jsonify(user.to_dict())
 
 
+# Looked up once, not on every check.
+CHECKED_IN_CACHE, CHECKED_IN_DATABASE = REVOCATION_CHECKS.labels("cache"), REVOCATION_CHECKS.labels("database")
+
 # Built once (SQLAlchemy then reuses its compiled form): the user's token version, and whether the
 # token or its login session was revoked.
 REVOCATION_STATE = select(
@@ -208,7 +212,9 @@ def revocation(claims):
     user_id = int(sub)
     known = current_app.extensions["emotion_revocations"]
     if known.allows(user_id, jti, sid, ver):
+        CHECKED_IN_CACHE.inc()
         return None
+    CHECKED_IN_DATABASE.inc()
     mark = known.mark()
     # On a connection of its own, not the ORM session: this runs on a token's first handshake or request.
     with read_connection() as conn:
