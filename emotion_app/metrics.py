@@ -37,7 +37,7 @@ QUEUE_DROPS = Counter("emotion_app_queue_drops", "Devices disconnected because t
 BROKER_RECONNECTS = Counter("emotion_app_broker_reconnects", "Times the broker listener lost Redis and reconnected")
 REVOCATION_CHECKS = Counter(
     "emotion_app_revocation_checks",
-    "Token revocation checks, by where the answer came from: the worker's cache of tokens found not revoked, or the database",
+    "Token revocation checks, by where the answer came from (cache: the worker's tokens found not revoked; database)",
     ["source"],
 )
 DATABASE_ERRORS = Counter("emotion_app_database_errors", "Operations that failed because the database was unavailable")

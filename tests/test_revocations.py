@@ -248,9 +248,10 @@ def test_logout_and_password_change_refuse_known_tokens_at_once(make_app):
             assert client.post("/api/ws-ticket", headers=Auth.bearer(token)).status_code == 200
     assert len(app.extensions["emotion_revocations"]) == 2
 
-    assert client.post("/api/auth/logout", headers=Auth.bearer(tokens["access_token"])).status_code == 200
+    bearer = Auth.bearer(tokens["access_token"])
+    assert client.post("/api/auth/logout", headers=bearer).status_code == 200
     for _ in range(2):  # refusals are read from the database every time
-        response, seen = statements.during(lambda: client.post("/api/ws-ticket", headers=Auth.bearer(tokens["access_token"])))
+        response, seen = statements.during(lambda: client.post("/api/ws-ticket", headers=bearer))
         assert response.status_code == 401 and len(seen) == 1
         assert response.get_json() == {
             "error": "token_revoked", "message": "Token has been revoked: log in again", "status": 401
@@ -258,6 +259,10 @@ def test_logout_and_password_change_refuse_known_tokens_at_once(make_app):
     refusal = handshake_checks(app, tokens["access_token"])
     assert refusal.status_code == 401 and refusal.get_json()["error"] == "token_revoked"
 
+    # The logout forgot every token of the user: the other session's is read and known again.
+    for _ in range(2):
+        assert client.post("/api/ws-ticket", headers=Auth.bearer(other_session["access_token"])).status_code == 200
+    assert len(app.extensions["emotion_revocations"]) == 1
     changed = client.post(
         "/api/auth/password",
         json={"current_password": PASSWORD, "new_password": "a new password entirely"},
@@ -289,7 +294,8 @@ def test_a_revocation_made_by_another_process_reaches_the_cache(make_app, redis_
         other_session = auth.login(tokens["user"]["username"])
         elsewhere = there.test_client()
         statements = Statements(there)
-        for token in (tokens["access_token"], other_session["access_token"]):
+
+        def known_there(token):
             elsewhere.post("/api/ws-ticket", headers=Auth.bearer(token))
             response, seen = statements.during(lambda: elsewhere.post("/api/ws-ticket", headers=Auth.bearer(token)))
             assert response.status_code == 200 and seen == []
@@ -297,15 +303,18 @@ def test_a_revocation_made_by_another_process_reaches_the_cache(make_app, redis_
         def refused(token):
             return elsewhere.post("/api/ws-ticket", headers=Auth.bearer(token)).status_code == 401
 
-        assert here.test_client().post("/api/auth/logout", headers=Auth.bearer(tokens["access_token"])).status_code == 200
+        known_there(tokens["access_token"])
+        logout = here.test_client().post("/api/auth/logout", headers=Auth.bearer(tokens["access_token"]))
+        assert logout.status_code == 200
         wait_until(lambda: refused(tokens["access_token"]), timeout=1, message="the logout to reach the other app")
+        known_there(other_session["access_token"])
         changed = here.test_client().post(
             "/api/auth/password",
             json={"current_password": PASSWORD, "new_password": "a new password entirely"},
             headers=Auth.bearer(other_session["access_token"]),
         )
         assert changed.status_code == 200
-        wait_until(lambda: refused(other_session["access_token"]), timeout=1, message="the change to reach the other app")
+        wait_until(lambda: refused(other_session["access_token"]), timeout=1, message="the change to reach it")
     finally:
         # Together: each listener takes up to a second to notice.
         stopping = [threading.Thread(target=broker.stop) for broker in brokers]

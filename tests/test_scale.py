@@ -82,8 +82,30 @@ def test_devices_anywhere_get_each_update_exactly_once(cluster):
 
 def cache_hits(server):
     """How many revocation checks the server's workers answered from their caches."""
-    text = server.request("GET", "/metrics")[1]
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith('emotion_app_revocation_checks_total{source="cache"}'))
+    lines = server.request("GET", "/metrics")[1].splitlines()
+    prefix = 'emotion_app_revocation_checks_total{source="cache"}'
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
+
+
+def devices_on_every_worker(host, two_workers, token):
+    """Open sockets with `token` on `host` and on both workers of `two_workers`: a worker's first socket
+    starts its broker listener, without which it keeps no token in its cache."""
+    sockets = [host.device(token)[0]]
+    for _ in range(40):
+        sockets.append(two_workers.device(token)[0])
+        per_worker = two_workers.sockets_per_worker()
+        if len(per_worker) == 2 and min(per_worker.values()) >= 1:
+            return sockets
+    raise AssertionError(f"the sockets did not reach both workers: {per_worker}")
+
+
+def known_everywhere(servers, token):
+    """Use `token` on every server twice (a server listed again: more of its workers), so that each
+    worker answers it from its cache; check that they did."""
+    before = {server: cache_hits(server) for server in set(servers)}
+    for server in servers + servers:
+        assert server.request("POST", "/api/ws-ticket", token=token)[0] == 200
+    assert all(cache_hits(server) > hits for server, hits in before.items())
 
 
 def refused_everywhere(servers, token, message):
@@ -95,16 +117,9 @@ def refused_everywhere(servers, token, message):
 def test_logout_on_one_host_closes_sockets_on_the_others(cluster):
     host_a, host_b, two_workers = cluster
     tokens = host_a.login()
-    sockets = [host_b.device(tokens["access_token"])[0]] + [
-        two_workers.device(tokens["access_token"])[0] for _ in range(3)
-    ]
-    # A worker's first socket starts its listener after the socket's own check: from the second request
-    # on, each worker answers this token from its cache.
+    sockets = devices_on_every_worker(host_b, two_workers, tokens["access_token"])
     others = [host_b] + [two_workers] * 6
-    hits = cache_hits(host_b)
-    for server in others + others:
-        assert server.request("POST", "/api/ws-ticket", token=tokens["access_token"])[0] == 200
-    assert cache_hits(host_b) > hits
+    known_everywhere(others, tokens["access_token"])
     assert host_a.request("POST", "/api/auth/logout", token=tokens["access_token"])[0] == 200
     wait_until(
         lambda: refused_everywhere(others, tokens["access_token"], "Token has been revoked: log in again"),
@@ -120,9 +135,9 @@ def test_a_password_change_on_one_host_refuses_known_tokens_on_the_others(cluste
     host_a, host_b, two_workers = cluster
     tokens = host_a.login()
     elsewhere = host_b.login(tokens["user"]["username"])["access_token"]  # another session of the user
+    sockets = devices_on_every_worker(host_b, two_workers, elsewhere)
     others = [host_b] + [two_workers] * 6
-    for server in others + others:
-        assert server.request("POST", "/api/ws-ticket", token=elsewhere)[0] == 200
+    known_everywhere(others, elsewhere)
     body = {"current_password": PASSWORD, "new_password": "a new password entirely"}
     assert host_a.request("POST", "/api/auth/password", body, token=tokens["access_token"])[0] == 200
     wait_until(
@@ -132,6 +147,8 @@ def test_a_password_change_on_one_host_refuses_known_tokens_on_the_others(cluste
         timeout=1,
         message="every worker to refuse the older session's token",
     )
+    for ws in sockets:
+        assert recv_close(ws)[0] == 4403
 
 
 def test_readiness_reports_database_and_broker(cluster):
