@@ -28,7 +28,7 @@ VARIABLES = (
     "WS_MAX_SOCKETS", "WS_FRAME_RATE", "WS_FRAME_BURST", "METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR",
     "LOG_FORMAT", "WS_TOKEN_NOTICE",
     "DETECTION", "DETECTION_LOAD", "DETECTION_THREADS", "DETECT_MAX_TEXT", "DETECT_MAX_IMAGE_BYTES",
-    "DETECT_MAX_PIXELS", "DETECT_UNCERTAIN_BELOW", "RATE_LIMIT_DETECT",
+    "DETECT_MAX_PIXELS", "DETECT_UNCERTAIN_BELOW", "RATE_LIMIT_DETECT", "REVOCATION_CACHE_SECONDS",
 )
 
 
@@ -168,6 +168,9 @@ def settings(env=None):
         "JWT_ISSUER": env.get("JWT_ISSUER") or "emotion_app",
         "JWT_AUDIENCE": env.get("JWT_AUDIENCE") or "emotion_app",
         "WS_TICKET_TTL": _int(env, "WS_TICKET_TTL", 30, minimum=1),
+        # How long a worker trusts a token it found not revoked (revocations are heard at once through
+        # the broker; this bounds changes made outside the app); 0: every token read from the database.
+        "REVOCATION_CACHE_SECONDS": _float(env, "REVOCATION_CACHE_SECONDS", 60.0),
         # Browser origins allowed besides the service's own (sockets and CORS); "*" allows any.
         "ALLOWED_ORIGINS": _origins(env),
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),

@@ -87,7 +87,8 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Tell the app its worker serves (so DETECTION_LOAD=startup loads the models now), and make SIGTERM (a
+    """Tell the app its worker serves (so DETECTION_LOAD=startup loads the models now) and beside how many
+    others (so the revocation cache knows whether its broker hears them all), and make SIGTERM (a
     stop, or a reload replacing this worker) drain the app at once.
 
     gunicorn alone would stop accepting, wait `graceful_timeout` for the sockets to end by themselves,
@@ -99,6 +100,10 @@ def post_worker_init(worker):
     started = extensions.get("emotion_worker_started")
     if started is not None:
         started()
+    workers = extensions.get("emotion_workers")
+    if workers is not None:
+        # The real count: gunicorn's --workers on the command line overrides WEB_CONCURRENCY and its checks.
+        workers(worker.cfg.workers)
     drain = extensions.get("emotion_drain")
     if drain is None:
         return

@@ -22,6 +22,7 @@ from .hub import Hub
 from .logs import configure_logging, configure_request_ids
 from .metrics import UPDATES_STORED
 from .ratelimit import configure_rate_limits
+from .revocations import RevocationCache
 from .security import configure_security
 
 log = logging.getLogger(__name__)
@@ -173,14 +174,30 @@ def configure_detection(app):
 
 
 def start_delivery(app):
-    """Wire the path of an update: group committer -> broker -> this process's hub of sockets."""
+    """Wire the path of an update: group committer -> broker -> this process's hub of sockets; and of a
+    revocation: broker -> this process's cache of tokens found not revoked, then the hub."""
     hub = Hub()
     broker = create_broker(app.config["REDIS_URL"], app.config["BROKER_PREFIX"])
-    broker.subscribe(hub.dispatch)
+    revocations = RevocationCache(broker, app.config["REVOCATION_CACHE_SECONDS"])
+
+    def deliver(message):
+        revocations.note(message)  # a revoked token is forgotten before its sockets close
+        hub.dispatch(message)
+
+    broker.subscribe(deliver)
     app.extensions["emotion_hub"] = hub
     app.extensions["emotion_broker"] = broker
-    # Called by the server on SIGTERM (gunicorn.conf.py): close every socket with 1012 at once.
-    app.extensions["emotion_drain"] = hub.drain
+    app.extensions["emotion_revocations"] = revocations
+    # Called by the server as the worker starts (gunicorn.conf.py) with the number of workers.
+    app.extensions["emotion_workers"] = revocations.serving_workers
+
+    def drain():
+        # Called by the server on SIGTERM (gunicorn.conf.py): close every socket with 1012 at once. The
+        # workers replacing this one take logouts its in-process broker would never hear of.
+        revocations.off()
+        hub.drain()
+
+    app.extensions["emotion_drain"] = drain
 
     def publish(events):
         if events:

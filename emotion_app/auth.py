@@ -26,6 +26,7 @@ from . import logs
 from .errors import ApiError, error_response
 from .extensions import db, jwt, read_connection
 from .http import invalid_fields, json_object
+from .metrics import REVOCATION_CHECKS
 from .models import RevokedToken, User
 from .passwords import check_password, hash_password
 from .ratelimit import auth_per_address, login_failures_per_username
@@ -182,6 +183,9 @@ def me():
     return jsonify(user.to_dict())
 
 
+# Looked up once, not on every check.
+CHECKED_IN_CACHE, CHECKED_IN_DATABASE = REVOCATION_CHECKS.labels("cache"), REVOCATION_CHECKS.labels("database")
+
 # Built once (SQLAlchemy then reuses its compiled form): the user's token version, and whether the
 # token or its login session was revoked.
 REVOCATION_STATE = select(
@@ -191,7 +195,11 @@ REVOCATION_STATE = select(
 
 
 def revocation(claims):
-    """Why the token may no longer be used, as (error code, message); None while it may."""
+    """Why the token may no longer be used, as (error code, message); None while it may.
+
+    A token found not revoked is remembered by this worker (revocations.py) until a revocation of its
+    user reaches the worker through the broker; until then it is not read from the database again.
+    """
     sub, jti, ver = claims.get("sub"), claims.get("jti"), claims.get("ver") or 0
     sid = claims.get("sid") or jti
     # Only our key signs tokens, but a malformed claim must still be a 401, never a crash.
@@ -201,15 +209,23 @@ def revocation(claims):
         and isinstance(ver, int)
     ):
         return "invalid_token", "Invalid token: malformed claims"
-    # On a connection of its own, not the ORM session: this runs on every handshake and request.
+    user_id = int(sub)
+    known = current_app.extensions["emotion_revocations"]
+    if known.allows(user_id, jti, sid, ver):
+        CHECKED_IN_CACHE.inc()
+        return None
+    CHECKED_IN_DATABASE.inc()
+    mark = known.mark()
+    # On a connection of its own, not the ORM session: this runs on a token's first handshake or request.
     with read_connection() as conn:
-        row = conn.execute(REVOCATION_STATE, {"uid": int(sub), "jti": jti, "sid": sid}).first()
+        row = conn.execute(REVOCATION_STATE, {"uid": user_id, "jti": jti, "sid": sid}).first()
     if row is None:
         return "unknown_user", "The token's user no longer exists"
     if row[1]:
         return "token_revoked", "Token has been revoked: log in again"
     if ver < row[0]:
         return "token_revoked", "Token was revoked by a password change: log in with the new password"
+    known.remember(mark, user_id, jti, sid, row[0])
     return None
 
 

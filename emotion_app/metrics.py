@@ -35,6 +35,11 @@ DELIVERY_SECONDS = Histogram(
 )
 QUEUE_DROPS = Counter("emotion_app_queue_drops", "Devices disconnected because their outbound queue was full")
 BROKER_RECONNECTS = Counter("emotion_app_broker_reconnects", "Times the broker listener lost Redis and reconnected")
+REVOCATION_CHECKS = Counter(
+    "emotion_app_revocation_checks",
+    "Token revocation checks, by where the answer came from (cache: the worker's tokens found not revoked; database)",
+    ["source"],
+)
 DATABASE_ERRORS = Counter("emotion_app_database_errors", "Operations that failed because the database was unavailable")
 DETECTIONS = Counter(
     "emotion_app_detections",

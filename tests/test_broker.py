@@ -275,6 +275,27 @@ def test_redis_restart_publish_survives_and_listener_comes_back(private_redis):
     elsewhere.stop()
 
 
+def test_the_epoch_changes_whenever_messages_may_have_been_missed(private_redis):
+    broker = RedisBroker(private_redis.url, f"test_{uuid.uuid4().hex[:8]}")
+    inbox = Inbox()
+    broker.subscribe(inbox)
+    assert broker.epoch() is None and MemoryBroker().epoch() == 0
+    broker.start()  # None until Redis confirms the subscription
+    wait_listening(broker)
+    first = broker.epoch()
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.client_kill_filter(_type="pubsub")  # the listener's connection is cut
+    deadline = time.monotonic() + 10
+    while broker.epoch() in (None, first):
+        assert time.monotonic() < deadline, "the listener did not subscribe again"
+        time.sleep(0.02)
+    admin.publish(broker.channel, 'elsewhere {"kind":"event","n":1}')
+    assert inbox.wait_for(1) == [{"kind": "event", "n": 1}]
+    admin.close()
+    broker.stop()
+    assert broker.epoch() is None
+
+
 def test_unknown_scheme_is_refused():
     with pytest.raises(ValueError, match="REDIS_URL"):
         create_broker("amqp://localhost")

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import free_port, recv_close, recv_json, wait_until
+from tests.conftest import PASSWORD, free_port, recv_close, recv_json, wait_until
 from tests.tcpproxy import TcpProxy
 from tests.test_ws import assert_quiet
 
@@ -80,16 +80,75 @@ def test_devices_anywhere_get_each_update_exactly_once(cluster):
         ws.close()
 
 
+def cache_hits(server):
+    """How many revocation checks the server's workers answered from their caches."""
+    lines = server.request("GET", "/metrics")[1].splitlines()
+    prefix = 'emotion_app_revocation_checks_total{source="cache"}'
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
+
+
+def devices_on_every_worker(host, two_workers, token):
+    """Open sockets with `token` on `host` and on both workers of `two_workers`: a worker's first socket
+    starts its broker listener, without which it keeps no token in its cache."""
+    sockets = [host.device(token)[0]]
+    for _ in range(40):
+        sockets.append(two_workers.device(token)[0])
+        per_worker = two_workers.sockets_per_worker()
+        if len(per_worker) == 2 and min(per_worker.values()) >= 1:
+            return sockets
+    raise AssertionError(f"the sockets did not reach both workers: {per_worker}")
+
+
+def known_everywhere(servers, token):
+    """Use `token` on every server twice (a server listed again: more of its workers), so that each
+    worker answers it from its cache; check that they did."""
+    before = {server: cache_hits(server) for server in set(servers)}
+    for server in servers + servers:
+        assert server.request("POST", "/api/ws-ticket", token=token)[0] == 200
+    assert all(cache_hits(server) > hits for server, hits in before.items())
+
+
+def refused_everywhere(servers, token, message):
+    """Whether every server (a server listed twice: more of its workers) refuses `token` with `message`."""
+    answers = [server.request("POST", "/api/ws-ticket", token=token) for server in servers]
+    return all(status == 401 and body["message"] == message for status, body in answers)
+
+
 def test_logout_on_one_host_closes_sockets_on_the_others(cluster):
     host_a, host_b, two_workers = cluster
     tokens = host_a.login()
-    sockets = [host_b.device(tokens["access_token"])[0]] + [
-        two_workers.device(tokens["access_token"])[0] for _ in range(3)
-    ]
+    sockets = devices_on_every_worker(host_b, two_workers, tokens["access_token"])
+    others = [host_b] + [two_workers] * 6
+    known_everywhere(others, tokens["access_token"])
     assert host_a.request("POST", "/api/auth/logout", token=tokens["access_token"])[0] == 200
+    wait_until(
+        lambda: refused_everywhere(others, tokens["access_token"], "Token has been revoked: log in again"),
+        timeout=1,
+        message="every worker to refuse the logged-out token",
+    )
     for ws in sockets:
         code, _reason, frames = recv_close(ws)
         assert code == 4403 and [f["code"] for f in frames] == ["token_revoked"]
+
+
+def test_a_password_change_on_one_host_refuses_known_tokens_on_the_others(cluster):
+    host_a, host_b, two_workers = cluster
+    tokens = host_a.login()
+    elsewhere = host_b.login(tokens["user"]["username"])["access_token"]  # another session of the user
+    sockets = devices_on_every_worker(host_b, two_workers, elsewhere)
+    others = [host_b] + [two_workers] * 6
+    known_everywhere(others, elsewhere)
+    body = {"current_password": PASSWORD, "new_password": "a new password entirely"}
+    assert host_a.request("POST", "/api/auth/password", body, token=tokens["access_token"])[0] == 200
+    wait_until(
+        lambda: refused_everywhere(
+            others, elsewhere, "Token was revoked by a password change: log in with the new password"
+        ),
+        timeout=1,
+        message="every worker to refuse the older session's token",
+    )
+    for ws in sockets:
+        assert recv_close(ws)[0] == 4403
 
 
 def test_readiness_reports_database_and_broker(cluster):
@@ -104,11 +163,16 @@ def test_readiness_reports_database_and_broker(cluster):
 def test_redis_restart_keeps_storing_and_delivery_resumes(server_factory, postgres_databases, private_redis):
     shared = {"DATABASE_URL": postgres_databases(), "REDIS_URL": private_redis.url, "BROKER_PREFIX": "restart"}
     host_a, host_b = server_factory(**shared), server_factory(**shared)
-    token = host_a.login()["access_token"]
+    login = host_a.login()
+    token = login["access_token"]
     here, _ = host_a.device(token)
     there, _ = host_b.device(token)
     here.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
     assert recv_json(here)["emotion"] == recv_json(there)["emotion"] == "happy"
+    # Another session of the user, which host_b's cache knows.
+    other_session = host_a.login(login["user"]["username"])["access_token"]
+    for _ in range(2):
+        assert host_b.request("GET", "/api/auth/me", token=other_session)[0] == 200
 
     private_redis.stop()
     here.send(json.dumps({"type": "emotion_update", "emotion": "sad"}))
@@ -119,6 +183,10 @@ def test_redis_restart_keeps_storing_and_delivery_resumes(server_factory, postgr
     status, body = host_a.request("GET", "/readyz")
     assert status == 503 and body["checks"]["broker"].startswith("redis unreachable")
     assert host_a.request("GET", "/healthz")[0] == 200
+    # A logout while host_b cannot hear it: host_b, whose listener is away, reads every token from SQL.
+    assert host_a.request("POST", "/api/auth/logout", token=other_session)[0] == 200
+    status, body = host_b.request("GET", "/api/auth/me", token=other_session)
+    assert status == 401 and body["error"] == "token_revoked"
 
     private_redis.start()
     # No restart of gunicorn: the listeners reconnect by themselves (backoff capped at 5 s).

@@ -74,6 +74,11 @@ class Broker:
         """Return None when the broker works, else a short description of what is wrong."""
         return None
 
+    def epoch(self):
+        """A number that stays the same for as long as every message published by any process reaches this
+        one, and changes when that is interrupted; None while it is not so (see revocations.py)."""
+        return None
+
     def publish(self, message):
         """Deliver `message` here, then hand it to the backend for the other processes."""
         self.publish_many([message])

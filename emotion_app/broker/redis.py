@@ -5,6 +5,8 @@ import time
 import uuid
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..metrics import BROKER_RECONNECTS
 from .base import Broker, online_list
@@ -33,6 +35,10 @@ class RedisBroker(Broker):
     The listener runs in a thread (a greenlet under gevent's patching), is started lazily by the first
     socket of the process (never at import or before fork), and never dies: a Redis restart or outage
     is retried with capped exponential backoff. Pub/sub is at-most-once; SQL keeps every event.
+
+    `epoch()` counts the subscriptions Redis has confirmed: it stays the same while the listener hears
+    every message published on the channel, and is None until the first confirmation and whenever the
+    connection is lost (messages published meanwhile are gone).
     """
 
     shared = True
@@ -44,7 +50,8 @@ class RedisBroker(Broker):
         self.url = url
         self.channel = f"{prefix}:broadcast"
         self.origin = uuid.uuid4().hex  # tells this process's own messages apart on the channel
-        self.listening = False
+        self._epoch = None  # the current subscription's number; None while there is none
+        self._subscriptions = 0
         self._client = None
         self._listener = None
         self._lock = threading.Lock()
@@ -52,6 +59,14 @@ class RedisBroker(Broker):
         self._prefix = prefix
         self._members = {}  # user id -> {socket id: set member} of this process, refreshed by the listener
         self._refreshed = 0.0
+
+    @property
+    def listening(self):
+        """Whether the listener is subscribed, so that other processes' messages reach this one."""
+        return self._epoch is not None
+
+    def epoch(self):
+        return self._epoch
 
     def _redis(self):
         if self._client is None:
@@ -177,25 +192,30 @@ class RedisBroker(Broker):
             log.warning("could not publish to redis: %s", exc)
 
     def _listen_forever(self):
+        # A connection of its own that never retries by itself: redis-py would otherwise reconnect and
+        # subscribe again inside get_message, silently, and the messages published meanwhile would be lost
+        # without the epoch changing.
+        client = redis.Redis.from_url(
+            self.url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=15, retry=Retry(NoBackoff(), 0)
+        )
         backoff = BACKOFF_FIRST
         while not self._stopping.is_set():
             pubsub = None
             try:
-                pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
-                self.listening = True
-                if backoff > BACKOFF_FIRST:
-                    BROKER_RECONNECTS.inc()
-                    log.info("redis broker listening again on %s", self.channel)
-                backoff = BACKOFF_FIRST
                 self._refreshed = 0.0  # entries may have expired while Redis was away
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
+                    if message is None:
+                        pass
+                    elif message["type"] == "message":
                         self._on_message(message["data"])
+                    elif message["type"] == "subscribe":
+                        backoff = self._subscribed(backoff)
                     self._refresh_presence()
             except Exception as exc:  # noqa: BLE001 - the listener must outlive anything Redis does
-                self.listening = False
+                self._epoch = None
                 log.warning("redis broker listener lost its connection (%s); retrying in %.1fs", exc, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP)
@@ -205,6 +225,18 @@ class RedisBroker(Broker):
                         pubsub.close()
                     except Exception:  # noqa: BLE001
                         pass
+        self._epoch = None
+        client.close()
+
+    def _subscribed(self, backoff):
+        """Redis confirmed the subscription: every message published from now on reaches this process.
+        Return the backoff for the next outage."""
+        self._subscriptions += 1
+        self._epoch = self._subscriptions
+        if backoff > BACKOFF_FIRST:
+            BROKER_RECONNECTS.inc()
+            log.info("redis broker listening again on %s", self.channel)
+        return BACKOFF_FIRST
 
     def _on_message(self, raw):
         # On the channel: "<origin> <json>"; the origin is a fixed-width hex id.
