@@ -54,7 +54,7 @@ def test_reference_server_refuses_bad_tokens_and_relays_updates(tmp_path):
     import jwt
     import websocket
 
-    from bench.loadgen import ReferenceServer
+    from bench.servers import ReferenceServer
     from bench.rawclient import raw_socketio_handshake
 
     def token(sub, secret="s" * 40, **claims):
