@@ -16,6 +16,10 @@ Scenarios (each prints one JSON line, then a readable summary):
   detect      the fan-out load of `fanout` twice, first alone, then while C clients send detection
               requests (a sentence, or a 640 px photo) back to back: detections per second and their
               latency, and what the detections cost the sockets' delivery latency.
+  storm       N devices connected when the server restarts (SIGTERM: every socket closed with 1012, then a
+              new server on the same port); they reconnect as the README tells clients to, each resuming
+              with `since`, while updates keep coming: how long until all are back and resumed, the
+              attempts and refusals, and whether every device got every event of its user exactly once.
 
 Runs against a server it started also report the CPU time the server and the generator used
 (server_cpu_percent, generator_cpu_percent; fanout also server_cpu_us_per_update): on a small
@@ -48,6 +52,7 @@ from bench.scenarios.fanout import fanout  # noqa: E402
 from bench.scenarios.handshakes import handshakes, handshakes_against_reference  # noqa: E402
 from bench.scenarios.history import history  # noqa: E402
 from bench.scenarios.idle import idle  # noqa: E402
+from bench.scenarios.storm import storm  # noqa: E402
 from bench.servers import ReferenceServer, Server  # noqa: E402
 
 
@@ -85,6 +90,20 @@ def main(argv=None):
     p.add_argument("--users", type=int, default=100)
     p.add_argument("--devices", type=int, default=3)
     p.add_argument("--rate", type=float, default=500, help="emotion updates per second, both phases")
+    p = sub.add_parser("storm")
+    p.add_argument("--devices", type=int, default=5000, help="connected devices when the server restarts")
+    p.add_argument("--users", type=int, default=500, help="devices are spread over this many users")
+    p.add_argument("--workers", type=int, help="gunicorn workers (WEB_CONCURRENCY); more than one needs "
+                                                "--env DATABASE_URL=postgresql+psycopg://... and --env REDIS_URL=...")
+    p.add_argument("--rate", type=float, default=20, help="emotion updates per second over HTTP through the run")
+    p.add_argument("--offline-events", type=int, default=100,
+                   help="events written straight to the database while the server is down")
+    p.add_argument("--backoff-base", type=float, default=0.5, help="seconds: the first failed attempt's longest wait")
+    p.add_argument("--backoff-cap", type=float, default=30, help="seconds: the longest wait between attempts")
+    p.add_argument("--backlog", type=int,
+                   help="the server's listen backlog (gunicorn --backlog; its default is 2048, the kernel caps it "
+                        "at net.core.somaxconn)")
+    p.add_argument("--timeout", type=float, default=180, help="seconds from SIGTERM to give up waiting for devices")
     args = parser.parse_args(argv)
 
     if args.url and not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
@@ -108,6 +127,13 @@ def main(argv=None):
     if args.scenario == "detect" and not (args.clients <= 64 and args.duration <= 120 and args.rate * args.duration <= 100_000
                                           and args.users * args.devices <= 5_000):
         parser.error("detect is bounded to 64 clients, 120 s a phase, 100,000 updates and 5,000 sockets")
+    if args.scenario == "storm":
+        if args.url:
+            parser.error("storm restarts the server itself: it cannot be used with --url")
+        if not (1 <= args.devices <= 15_000 and 1 <= args.users <= 2_000 and 0 < args.rate <= 500
+                and 0 <= args.offline_events <= 100_000 and args.timeout <= 600 and args.backoff_cap <= 60):
+            parser.error("storm is bounded to 15,000 devices, 2,000 users, 500 updates/s, 100,000 offline events, "
+                         "a 60 s backoff cap and 600 s")
 
     # Many sockets need many file descriptors, in this process and in the server it starts.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -116,6 +142,14 @@ def main(argv=None):
     if args.scenario == "idle":
         env.setdefault("WORKER_CONNECTIONS", str(args.sockets + 100))
         env.setdefault("WS_MAX_SOCKETS", str(args.sockets))
+    if args.scenario == "storm":
+        # Room for every device on any one worker (workers do not share the sockets evenly), plus HTTP.
+        env.setdefault("WORKER_CONNECTIONS", str(args.devices + 200))
+        env.setdefault("WS_MAX_SOCKETS", str(args.devices))
+        if args.workers:
+            env["WEB_CONCURRENCY"] = str(args.workers)
+        if args.backlog:
+            env["GUNICORN_CMD_ARGS"] = f"--backlog {args.backlog}"
     try:
         import uvloop  # a faster event loop keeps the generator's own overhead out of the figures
 
@@ -135,6 +169,9 @@ def main(argv=None):
             result = history(server, args.events, args.days, args.requests)
         elif args.scenario == "detect":
             result = run(detect(server, args.kind, args.clients, args.duration, args.users, args.devices, args.rate))
+        elif args.scenario == "storm":
+            result = run(storm(server, args.devices, args.users, args.rate, args.offline_events, args.backoff_base,
+                               args.backoff_cap, args.timeout))
         elif reference:
             shared = {**{k: env[k] for k in ("JWT_ISSUER", "JWT_AUDIENCE") if k in env}, **secret}
             with ReferenceServer(env=shared, workdir=workdir) as ref:

@@ -37,6 +37,21 @@ def summary(result):
                 f"(p50 {lat['p50']} ms, p99 {lat['p99']} ms, {result['detection_failures']} failed); fan-out at "
                 f"{result['rate']:g} updates/s p99 {alone['latency_ms']['p99']} ms alone -> "
                 f"{loaded['latency_ms']['p99']} ms beside detection ({alone['lost']} -> {loaded['lost']} lost)")
+    if result["scenario"] == "storm":
+        env = result.get("server_env", {})
+        setup = (f"{env.get('WEB_CONCURRENCY', '1')} worker(s), "
+                 f"{'PostgreSQL' if env.get('DATABASE_URL', 'sqlite').startswith('postgresql') else 'SQLite'}"
+                 f"{', Redis' if env.get('REDIS_URL') else ''}")
+        rec, refused = result["reconnect_ms"], sum(result["refusals"].values())
+        why = ", ".join(f"{n} {kind}" for kind, n in result["refusals"].items())
+        return (f"storm: {result['devices']} devices of {result['users']} users, {setup}: "
+                f"{result['closed_with_1012']} closed with 1012; new server ready {result['new_server_ready_s']} s "
+                f"after SIGTERM; {result['back']} back {result['all_back_after_ready_s']} s and {result['resumed']} "
+                f"resumed {result['all_resumed_after_ready_s']} s after it was ready; reconnect p50 {rec['p50']} ms, "
+                f"p99 {rec['p99']} ms, max {rec['max']} ms; {result['attempts']} attempts, {refused} refused"
+                f"{' (' + why + ')' if why else ''}; {result['events_stored']} events, "
+                f"{result['deliveries']}/{result['deliveries_expected']} deliveries: {result['missed']} missed, "
+                f"{result['duplicated']} duplicated")
     if "ratio" in result:
         ours, ref = result["ours"], result["reference"]
         return (f"handshakes: {result['rounds']} alternating rounds of {result['duration']:g} s with "

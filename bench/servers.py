@@ -4,6 +4,7 @@ and the CPU time both sides use."""
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -48,9 +49,7 @@ class Server:
 
     def _spawn(self, command, env, cwd, log_name):
         """Start `command` in a session of its own and wait until its /healthz answers."""
-        self.log = open(Path(self.workdir) / log_name, "wb")
-        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self._launch(command, env, cwd, log_name)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -62,9 +61,31 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
+    def _launch(self, command, env, cwd, log_name):
+        """Start `command` in a session of its own; return at once."""
+        self._launched = (command, env, cwd)
+        self.log = open(Path(self.workdir) / log_name, "wb")
+        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def stop(self, timeout=30):
+        """Stop the server as systemd does (SIGTERM to gunicorn's master alone, which drains its workers)
+        and wait until it has exited; return its exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def start_again(self, log_name):
+        """Start the stopped server again, same command on the same port, and return at once: the caller
+        times when it answers."""
+        self.log.close()
+        self._launch(*self._launched, log_name)
+
     def __exit__(self, *exc):
         if self.proc:
-            os.killpg(self.proc.pid, 15)
+            try:
+                os.killpg(self.proc.pid, 15)
+            except ProcessLookupError:
+                return  # stopped already, workers and all
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
