@@ -45,7 +45,8 @@ def summary(result):
         rec, refused = result["reconnect_ms"], sum(result["refusals"].values())
         why = ", ".join(f"{n} {kind}" for kind, n in result["refusals"].items())
         return (f"storm: {result['devices']} devices of {result['users']} users, {setup}: "
-                f"{result['closed_with_1012']} closed with 1012; new server ready {result['new_server_ready_s']} s "
+                f"{result['closed_with_1012']} closed with 1012; old server gone {result['old_server_exit_s']} s, "
+                f"new one's port open {result['new_server_port_open_s']} s, /readyz 200 {result['new_server_ready_s']} s "
                 f"after SIGTERM; {result['back']} back {result['all_back_after_ready_s']} s and {result['resumed']} "
                 f"resumed {result['all_resumed_after_ready_s']} s after it was ready; reconnect p50 {rec['p50']} ms, "
                 f"p99 {rec['p99']} ms, max {rec['max']} ms; {result['attempts']} attempts, {refused} refused"

@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
@@ -64,6 +65,7 @@ class Fleet:
         self.back = 0
         self.resumed = 0
         self.all_settled = asyncio.Event()
+        self.first_back_at = None
         self.all_back_at = None
         self.all_resumed = asyncio.Event()
         self.all_resumed_at = None
@@ -176,6 +178,8 @@ class Device:
         if fleet.spawned_at is not None and self.back_at is None:
             self.back_at = self.connected_at
             fleet.back += 1
+            if fleet.back == 1:
+                fleet.first_back_at = self.connected_at
             if fleet.back == fleet.count:
                 fleet.all_back_at = self.connected_at
         return reader, writer
@@ -301,18 +305,19 @@ class Updates(threading.Thread):
                     break
 
 
-def restart(server, fleet, engine, user_ids, offline_events):
+def restart(server, fleet, engine, user_ids, offline_events, timeout):
     """SIGTERM the server, wait until it has exited, write `offline_events` straight to the database, start
-    it again on the same port, and note when its port accepts and its /readyz answers 200. Runs in a
-    thread of its own, beside the devices' event loop; returns the clock marks."""
-    marks = {}
+    it again on the same port, and note when its port accepts and its /readyz answers 200 (each poll waits
+    2 s for an answer, as a load balancer's health check would). Runs in a thread of its own, beside the
+    devices' event loop; returns the clock marks and how the polls of /readyz went."""
+    marks = {"readyz_polls": Counter()}
     fleet.sigterm_at = marks["sigterm"] = time.monotonic()
     marks["exit_status"] = server.stop()
     marks["exited"] = time.monotonic()
     marks["offline_ids"] = write_offline(engine, user_ids, offline_events)
     server.start_again("server-restarted.log")
     fleet.spawned_at = marks["spawned"] = time.monotonic()
-    deadline = marks["spawned"] + 60
+    deadline = marks["sigterm"] + timeout
     while "port_open" not in marks:
         try:
             socket.create_connection(server.address, timeout=1).close()
@@ -325,7 +330,16 @@ def restart(server, fleet, engine, user_ids, offline_events):
         try:
             with urllib.request.urlopen(server.url + "/readyz", timeout=2):
                 marks["ready"] = time.monotonic()
-        except OSError:  # 503 (HTTPError) while a check fails, or no answer yet
+                marks["readyz_polls"]["200"] += 1
+        except urllib.error.HTTPError as exc:  # a check failed: the answer says which
+            try:
+                failed = " ".join(name for name, state in json.load(exc)["checks"].items() if state != "ok")
+            except (ValueError, KeyError, AttributeError):
+                failed = ""
+            marks["readyz_polls"][f"{exc.code} {failed}".strip()] += 1
+        except (OSError, ValueError) as exc:  # no answer in time, or none at all
+            marks["readyz_polls"]["timed out" if "timed out" in str(exc) else "no answer"] += 1
+        if "ready" not in marks:
             if time.monotonic() > deadline:
                 raise RuntimeError("the restarted server never became ready") from None
             time.sleep(0.02)
@@ -391,7 +405,8 @@ async def storm(server, devices, users, rate, offline_events, backoff_base, back
     updates.start()
     await asyncio.sleep(1.0)  # updates delivered live before the restart
     own_before = _own_cpu()
-    restarting = asyncio.create_task(asyncio.to_thread(restart, server, fleet, engine, user_ids, offline_events))
+    restarting = asyncio.create_task(asyncio.to_thread(restart, server, fleet, engine, user_ids, offline_events,
+                                                     timeout))
     all_resumed = asyncio.create_task(fleet.all_resumed.wait())
     done, _ = await asyncio.wait({restarting, all_resumed}, timeout=timeout)
     all_resumed.cancel()
@@ -442,7 +457,8 @@ async def storm(server, devices, users, rate, offline_events, backoff_base, back
         "old_server_exit_s": after(marks["exited"], since), "old_server_exit_status": marks["exit_status"],
         "new_server_started_s": after(marks["spawned"], since),
         "new_server_port_open_s": after(marks["port_open"], since),
-        "new_server_ready_s": after(ready, since),
+        "new_server_ready_s": after(ready, since), "readyz_polls": dict(marks["readyz_polls"]),
+        "first_back_s": after(fleet.first_back_at, since), "all_back_s": after(fleet.all_back_at, since),
         "all_back_after_ready_s": after(fleet.all_back_at, ready),
         "all_resumed_after_ready_s": after(fleet.all_resumed_at, ready),
         "back": fleet.back, "resumed": fleet.resumed,
