@@ -348,11 +348,16 @@ class Hub:
         log.info("draining: closed %d socket(s) with 1012", len(conns))
 
     def attach(self, conn):
-        """Start delivering the user's events to `conn`."""
+        """Start delivering the user's events to `conn`; on a draining worker, close it with 1012 at once
+        (after connection_established and any replay, like the sockets the drain closed)."""
         conns = self._by_user.setdefault(conn.user_id, set())
         if conn not in conns:
             conns.add(conn)
             self._count += 1
+        if self.draining:
+            # The handshake waits between the draining check and here (simple-websocket starting its reader
+            # thread), so a drain can run in between without seeing this socket.
+            conn.close(CLOSE_SERVICE_RESTART, "Service restart")
 
     def detach(self, conn):
         """Forget `conn` at once."""

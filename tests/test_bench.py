@@ -54,7 +54,7 @@ def test_reference_server_refuses_bad_tokens_and_relays_updates(tmp_path):
     import jwt
     import websocket
 
-    from bench.loadgen import ReferenceServer
+    from bench.servers import ReferenceServer
     from bench.rawclient import raw_socketio_handshake
 
     def token(sub, secret="s" * 40, **claims):
@@ -100,6 +100,18 @@ def test_detect_smoke(kind):
     assert set(result["models"]) == ({"text"} if kind == "text" else {"face"})
 
 
+def test_storm_smoke():
+    # A short backoff cap keeps the smoke test short; the schedule is otherwise the clients'.
+    result = run_bench("storm", "--devices", "20", "--users", "4", "--rate", "20", "--offline-events", "10",
+                       "--backoff-cap", "1")
+    assert result["closed_with_1012"] == 20 and result["closes_after_sigterm"] == {"1012": 20}
+    assert result["back"] == 20 and result["resumed"] == 20 and result["all_resumed_after_ready_s"] is not None
+    assert result["updates_offline"] == 10 and result["updates_http"] > 0 and result["updates_http_unconfirmed"] == 0
+    assert result["deliveries"] == result["deliveries_expected"] == 5 * result["events_stored"]
+    assert result["missed"] == result["duplicated"] == result["out_of_order"] == result["unexpected"] == 0
+    assert result["attempts"] >= 20 and result["reconnect_ms"]["p50"] > 0
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -109,6 +121,7 @@ def test_detect_smoke(kind):
         ["handshakes", "--reference", "--rounds", "5", "--duration", "100"],
         ["history", "--events", "5000000"],
         ["detect", "--clients", "100"],
+        ["storm", "--devices", "20000"],
         ["--url", "http://10.0.0.1:8000", "handshakes"],
     ],
 )

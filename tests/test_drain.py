@@ -6,10 +6,13 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
+from types import SimpleNamespace
 
 import websocket
 
-from tests.conftest import Auth, recv_json
+from emotion_app.hub import Connection, Hub
+from tests.conftest import Auth, recv_close, recv_json
 
 
 def test_a_draining_worker_refuses_handshakes_and_is_not_ready(app, client, auth):
@@ -24,6 +27,56 @@ def test_a_draining_worker_refuses_handshakes_and_is_not_ready(app, client, auth
     assert ready.status_code == 503 and ready.get_json()["checks"]["draining"] != "ok"
     # Plain HTTP is still served while in-flight work finishes.
     assert client.get("/api/auth/me", headers=Auth.bearer(tokens["access_token"])).status_code == 200
+
+
+def test_a_socket_that_joins_the_hub_after_the_drain_is_closed_with_1012_too():
+    hub = Hub()
+    before, after = (Connection(SimpleNamespace(sock=None), 1, "jti", 8, 1.0, fetch=None, replay_limit=1)
+                     for _ in range(2))
+    hub.attach(before)
+    hub.drain()
+    # Its handshake passed the draining check before the drain ran.
+    hub.attach(after)
+    assert before.close_code == after.close_code == 1012
+    # Queued: it goes out after connection_established and any replay, as it does for `before`.
+    assert after.closing and after.queue[-1] == ("close", 1012, "Service restart")
+
+
+def test_handshakes_under_way_when_the_drain_runs_are_closed_with_1012_and_do_not_hold_up_the_exit(server_factory):
+    # A handshake passes the draining check, then waits while simple-websocket starts its reader thread
+    # before its socket joins the hub; the drain often runs in between. Such a socket must get 1012 like
+    # the others, not stay open until gunicorn cuts it after graceful_timeout (10 s), without a close frame.
+    server = server_factory()
+    token = server.login()["access_token"]
+    opened, stop = [], threading.Event()
+
+    def open_sockets():
+        while not stop.is_set():
+            try:
+                opened.append(server.device(token)[0])
+            except (websocket.WebSocketException, OSError):
+                return  # refused (draining) or the port is closed: the restart has begun
+
+    openers = [threading.Thread(target=open_sockets, daemon=True) for _ in range(16)]
+    for opener in openers:
+        opener.start()
+    time.sleep(0.5)
+    sent_at = time.monotonic()
+    os.kill(server.proc.pid, signal.SIGTERM)
+    server.proc.wait(timeout=15)
+    exited_after = time.monotonic() - sent_at
+    stop.set()
+    for opener in openers:
+        opener.join(timeout=5)
+    codes = Counter()
+    for ws in opened:
+        try:
+            codes[recv_close(ws)[0]] += 1
+        except (websocket.WebSocketException, OSError):
+            codes["cut without a close frame"] += 1
+        ws.close()
+    assert codes == {1012: len(opened)} and len(opened) > 16
+    assert exited_after < 8, f"the server took {exited_after:.1f} s to exit"
 
 
 class Device:
