@@ -104,6 +104,9 @@ def main(argv=None):
                    help="the server's listen backlog (gunicorn --backlog; its default is 2048, the kernel caps it "
                         "at net.core.somaxconn)")
     p.add_argument("--timeout", type=float, default=180, help="seconds from SIGTERM to give up waiting for devices")
+    p.add_argument("--restart", choices=("restart", "reload"), default="restart",
+                   help="restart: SIGTERM, wait for the exit, start again (systemctl restart); reload: SIGHUP, "
+                        "new workers start and the old ones drain, the port stays open (systemctl reload)")
     args = parser.parse_args(argv)
 
     if args.url and not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
@@ -171,7 +174,7 @@ def main(argv=None):
             result = run(detect(server, args.kind, args.clients, args.duration, args.users, args.devices, args.rate))
         elif args.scenario == "storm":
             result = run(storm(server, args.devices, args.users, args.rate, args.offline_events, args.backoff_base,
-                               args.backoff_cap, args.timeout))
+                               args.backoff_cap, args.timeout, mode=args.restart))
         elif reference:
             shared = {**{k: env[k] for k in ("JWT_ISSUER", "JWT_AUDIENCE") if k in env}, **secret}
             with ReferenceServer(env=shared, workdir=workdir) as ref:

@@ -100,11 +100,12 @@ def test_detect_smoke(kind):
     assert set(result["models"]) == ({"text"} if kind == "text" else {"face"})
 
 
-def test_storm_smoke():
+@pytest.mark.parametrize("restart", ["restart", "reload"])
+def test_storm_smoke(restart):
     # A short backoff cap keeps the smoke test short; the schedule is otherwise the clients'.
     result = run_bench("storm", "--devices", "20", "--users", "4", "--rate", "20", "--offline-events", "10",
-                       "--backoff-cap", "1")
-    assert result["closed_with_1012"] == 20 and result["closes_after_sigterm"] == {"1012": 20}
+                       "--backoff-cap", "1", "--restart", restart)
+    assert result["restart"] == restart and result["closed_with_1012"] == 20 and result["closes_after_sigterm"] == {"1012": 20}
     assert result["back"] == 20 and result["resumed"] == 20 and result["all_resumed_after_ready_s"] is not None
     assert result["updates_offline"] == 10 and result["updates_http"] > 0 and result["updates_http_unconfirmed"] == 0
     assert result["deliveries"] == result["deliveries_expected"] == 5 * result["events_stored"]

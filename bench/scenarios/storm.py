@@ -16,6 +16,7 @@ import base64
 import json
 import random
 import resource
+import signal
 import socket
 import sys
 import threading
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 
 from bench.measure import percentiles
 from bench.rawclient import client_frame
-from bench.servers import make_users
+from bench.servers import make_users, process_tree
 
 CLOSE_RESTART = 1012
 # What the browser client allows for a connection to reach connection_established (socket.js).
@@ -305,18 +306,33 @@ class Updates(threading.Thread):
                     break
 
 
-def restart(server, fleet, engine, user_ids, offline_events, timeout):
-    """SIGTERM the server, wait until it has exited, write `offline_events` straight to the database, start
-    it again on the same port, and note when its port accepts and its /readyz answers 200 (each poll waits
-    2 s for an answer, as a load balancer's health check would). Runs in a thread of its own, beside the
-    devices' event loop; returns the clock marks and how the polls of /readyz went."""
+def restart(server, fleet, engine, user_ids, offline_events, timeout, mode="restart"):
+    """Restart the server under its devices and note when it is ready again. Runs in a thread of its own,
+    beside the devices' event loop; returns the clock marks and how the polls of /readyz went.
+
+    `restart` (systemctl restart): SIGTERM to gunicorn, wait until it has exited, write `offline_events`
+    straight to the database, and start it again on the same port. `reload` (systemctl reload, a deploy on
+    one host): SIGHUP to gunicorn, which starts new workers and then sends SIGTERM to the old ones; the
+    listening socket stays open throughout, and the offline events are written while the old workers
+    drain. Either way the server is ready when its /readyz answers 200 (each poll waits 2 s for an answer,
+    as a load balancer's health check would).
+    """
     marks = {"readyz_polls": Counter()}
     fleet.sigterm_at = marks["sigterm"] = time.monotonic()
-    marks["exit_status"] = server.stop()
-    marks["exited"] = time.monotonic()
-    marks["offline_ids"] = write_offline(engine, user_ids, offline_events)
-    server.start_again("server-restarted.log")
-    fleet.spawned_at = marks["spawned"] = time.monotonic()
+    if mode == "reload":
+        old_workers = set(process_tree(server.proc.pid)) - {server.proc.pid}
+        server.proc.send_signal(signal.SIGHUP)
+        fleet.spawned_at = marks["spawned"] = time.monotonic()
+        marks["offline_ids"] = write_offline(engine, user_ids, offline_events)
+        while old_workers & set(process_tree(server.proc.pid)):
+            time.sleep(0.01)
+        marks["exited"], marks["exit_status"] = time.monotonic(), None
+    else:
+        marks["exit_status"] = server.stop()
+        marks["exited"] = time.monotonic()
+        marks["offline_ids"] = write_offline(engine, user_ids, offline_events)
+        server.start_again("server-restarted.log")
+        fleet.spawned_at = marks["spawned"] = time.monotonic()
     deadline = marks["sigterm"] + timeout
     while "port_open" not in marks:
         try:
@@ -380,7 +396,8 @@ def _own_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
-async def storm(server, devices, users, rate, offline_events, backoff_base, backoff_cap, timeout, grace=10.0):
+async def storm(server, devices, users, rate, offline_events, backoff_base, backoff_cap, timeout, grace=10.0,
+                mode="restart"):
     if not server.proc:
         raise SystemExit("storm restarts the server: it cannot be used with --url")
     tokens = make_users(server, users)
@@ -406,7 +423,7 @@ async def storm(server, devices, users, rate, offline_events, backoff_base, back
     await asyncio.sleep(1.0)  # updates delivered live before the restart
     own_before = _own_cpu()
     restarting = asyncio.create_task(asyncio.to_thread(restart, server, fleet, engine, user_ids, offline_events,
-                                                     timeout))
+                                                     timeout, mode))
     all_resumed = asyncio.create_task(fleet.all_resumed.wait())
     done, _ = await asyncio.wait({restarting, all_resumed}, timeout=timeout)
     all_resumed.cancel()
@@ -448,7 +465,7 @@ async def storm(server, devices, users, rate, offline_events, backoff_base, back
         return round(mark - origin, 2) if mark is not None else None
 
     return {
-        "scenario": "storm", "devices": devices, "users": users,
+        "scenario": "storm", "restart": mode, "devices": devices, "users": users,
         "backoff": {"base_s": backoff_base, "cap_s": backoff_cap, "handshake_timeout_s": HANDSHAKE_TIMEOUT},
         "connect_seconds": round(connect_seconds, 1),
         "closed_with_1012": sum(1 for d in cut if d.cut_by == CLOSE_RESTART),
