@@ -1,9 +1,11 @@
 """Extension singletons, created unbound here and bound to an app in `create_app`."""
+import time
+
 import flask
-import flask_limiter
-from flask.sessions import SecureCookieSessionInterface
 import flask_jwt_extended
+import flask_limiter
 import jwt as pyjwt
+from flask.sessions import SecureCookieSessionInterface
 from flask_jwt_extended.config import config as jwt_config
 from flask_jwt_extended.default_callbacks import default_decode_key_callback
 from flask_jwt_extended.tokens import _decode_jwt
@@ -29,22 +31,35 @@ migrate = Migrate()
 
 
 class JWTManager(flask_jwt_extended.JWTManager):
-    """flask-jwt-extended, verifying a token with one decode instead of three.
+    """flask-jwt-extended, verifying a token with one decode instead of three, and once per worker.
 
     The library first decodes the token unverified, and reads its header apart, only to hand both to
     the decode-key callback. One key checks every token of this service (no `decode_key_loader`), so
     the token is decoded once, verified. An expired token is still decoded the library's way, for the
     header and claims its expiry error carries.
+
+    A device presents the same token on every request and every reconnect until it refreshes it, so
+    each worker keeps the claims of the tokens it has verified (up to VERIFIED_TOKENS, by their exact
+    text) until they expire. Only the signature check and the claims' parsing are saved: expiry is
+    compared on every use, and revocation is checked apart on every use (auth.revocation).
     """
 
+    VERIFIED_TOKENS = 10_000
+
     def _decode_jwt_from_config(self, encoded_token, csrf_value=None, allow_expired=False):
-        if self._decode_key_callback is not default_decode_key_callback:
+        if self._decode_key_callback is not default_decode_key_callback or csrf_value or allow_expired:
             return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        verified = flask.current_app.extensions.setdefault("emotion_verified_tokens", {})
+        claims = verified.get(encoded_token)
+        if claims is not None:
+            if claims["exp"] > time.time() - jwt_config.leeway:
+                return dict(claims)  # a copy: the request's claims are its own
+            del verified[encoded_token]  # expired: decoded again below, for the expiry error
         try:
-            return _decode_jwt(
+            claims = _decode_jwt(
                 algorithms=jwt_config.decode_algorithms,
                 audience=jwt_config.decode_audience,
-                csrf_value=csrf_value,
+                csrf_value=None,
                 encoded_token=encoded_token,
                 identity_claim_key=jwt_config.identity_claim_key,
                 issuer=jwt_config.decode_issuer,
@@ -52,10 +67,16 @@ class JWTManager(flask_jwt_extended.JWTManager):
                 secret=jwt_config.decode_key,
                 verify_aud=jwt_config.decode_audience is not None,
                 verify_sub=jwt_config.verify_sub,
-                allow_expired=allow_expired,
+                allow_expired=False,
             )
         except pyjwt.ExpiredSignatureError:
             return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        # Only tokens that expire are kept (all of ours do), so that every entry ends.
+        if isinstance(claims.get("exp"), (int, float)):
+            if len(verified) >= self.VERIFIED_TOKENS:
+                verified.clear()
+            verified[encoded_token] = dict(claims)
+        return claims
 
 
 jwt = JWTManager()

@@ -63,7 +63,10 @@ def test_a_compressed_socket_reads_the_first_frame_and_events(server_factory):
         assert update["type"] == "emotion_update" and update["emotion"] == "happy", update
 
 
-def test_a_token_is_verified_with_one_decode_and_an_expired_one_still_says_so(make_app, monkeypatch):
+def test_a_token_is_verified_once_per_worker_and_still_expires_and_is_revoked(make_app, monkeypatch):
+    import time
+    from datetime import timedelta
+
     import jwt as pyjwt
     from flask_jwt_extended import create_access_token
 
@@ -71,22 +74,40 @@ def test_a_token_is_verified_with_one_decode_and_an_expired_one_still_says_so(ma
     original = pyjwt.api_jwt.PyJWT.decode_complete
 
     def spy(self, token, *args, **kwargs):
-        decodes.append((kwargs.get("options") or {}).get("verify_signature", True))
+        decodes.append(token)
         return original(self, token, *args, **kwargs)
 
     monkeypatch.setattr(pyjwt.api_jwt.PyJWT, "decode_complete", spy)
     app = make_app()
     client = app.test_client()
-    client.post("/api/auth/register", json={"username": "once", "password": "a long enough password"})
-    token = client.post("/api/auth/login", json={"username": "once", "password": "a long enough password"}).get_json()
+    body = {"username": "once", "password": "a long enough password"}
+    client.post("/api/auth/register", json=body)
+    tokens = client.post("/api/auth/login", json=body).get_json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     decodes.clear()
-    assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {token['access_token']}"}).status_code == 200
+    assert client.get("/api/auth/me", headers=bearer).status_code == 200
     assert len(decodes) == 1  # verified once: not also decoded unverified first
+    assert client.get("/api/auth/me", headers=bearer).status_code == 200
+    assert len(decodes) == 1  # and not again: this worker verified it already
 
+    # Another app (another key) verifies for itself, and refuses what its key did not sign.
+    other = make_app(JWT_SECRET_KEY="another key of at least thirty-two bytes!").test_client()
+    refused = other.get("/api/auth/me", headers=bearer)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_token", refused.get_json()
+
+    user_id = client.get("/api/auth/me", headers=bearer).get_json()["id"]
     with app.app_context():
-        expired = create_access_token("1", expires_delta=-__import__("datetime").timedelta(seconds=60))
-    refused = client.get("/api/auth/me", headers={"Authorization": f"Bearer {expired}"})
+        brief = create_access_token(user_id, expires_delta=timedelta(seconds=2))
+    # Verified and kept (a token without the login's session is otherwise like any access token).
+    assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {brief}"}).status_code == 200
+    time.sleep(2.1)
+    refused = client.get("/api/auth/me", headers={"Authorization": f"Bearer {brief}"})
     assert refused.status_code == 401 and refused.get_json()["error"] == "token_expired", refused.get_json()
-    forged = token["access_token"][:-4] + ("AAAA" if not token["access_token"].endswith("AAAA") else "BBBB")
+    forged = tokens["access_token"][:-4] + ("AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB")
     refused = client.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"})
     assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_token", refused.get_json()
+
+    # A kept token is still checked for revocation on every use.
+    assert client.post("/api/auth/logout", headers=bearer).status_code == 200
+    refused = client.get("/api/auth/me", headers=bearer)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "token_revoked", refused.get_json()
