@@ -23,6 +23,8 @@ if str(ROOT) not in sys.path:
 # the server we start has them off (--env can set them again). A server at --url needs the same.
 from config import LIMITS_OFF  # noqa: E402 - the repository root is on the path from here on
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/*/stat CPU times
+
 
 class Server:
     """The service under test: a gunicorn process tree we start (and measure), or one at --url."""
@@ -110,7 +112,6 @@ class Server:
         """CPU time (user + system) used so far by the whole process tree, or None for --url."""
         if not self.proc:
             return None
-        tick = os.sysconf("SC_CLK_TCK")
         total = 0
         for pid in process_tree(self.proc.pid):
             try:
@@ -118,7 +119,7 @@ class Server:
                 total += int(fields[11]) + int(fields[12])  # utime, stime
             except (OSError, IndexError, ValueError):
                 pass
-        return total / tick
+        return total / CLOCK_TICKS
 
     @property
     def address(self):
@@ -195,17 +196,22 @@ def make_users(server, count, concurrency=8):
 
 
 class CpuMeter:
-    """CPU time used by the server and by this generator since it was made.
+    """CPU time used by the server, by this generator, by the local PostgreSQL and Redis, and by the whole
+    machine, since it was made.
 
-    On a machine this size both compete for two cores, so CPU time per unit of work is a steadier
+    On a machine this size all of them compete for two cores, so CPU time per unit of work is a steadier
     figure than latency alone, and shows which side ran out first.
     """
+
+    BACKENDS = {"database": ("postgres",), "redis": ("redis-server",)}
 
     def __init__(self, server):
         self.server = server
         self.started = time.perf_counter()
         self.server_start = server.cpu_seconds()
         self.self_start = self._own()
+        self.backends_start = {name: _cpu_of_commands(commands) for name, commands in self.BACKENDS.items()}
+        self.machine_start = _machine_busy()
 
     @staticmethod
     def _own():
@@ -213,13 +219,46 @@ class CpuMeter:
         return usage.ru_utime + usage.ru_stime
 
     def read(self):
-        """Server and generator CPU seconds, and percent of one core, since start (server: None for --url)."""
+        """CPU seconds of the server, and percent of one core for it, the generator, the local PostgreSQL
+        and Redis, and the machine as a whole (100 per busy core), since start (server: None for --url)."""
         wall = time.perf_counter() - self.started
         server = self.server.cpu_seconds()
         server = server - self.server_start if server is not None else None
         own = self._own() - self.self_start
-        return {
+        result = {
             "server_cpu_seconds": round(server, 2) if server is not None else None,
             "server_cpu_percent": round(100 * server / wall, 1) if server is not None else None,
             "generator_cpu_percent": round(100 * own / wall, 1),
         }
+        for name, commands in self.BACKENDS.items():
+            used = _cpu_of_commands(commands) - self.backends_start[name]
+            result[f"{name}_cpu_percent"] = round(100 * used / wall, 1)
+        busy = _machine_busy()
+        if busy is not None and self.machine_start is not None:
+            result["machine_cpu_percent"] = round(100 * (busy - self.machine_start) / wall, 1)
+        return result
+
+
+def _cpu_of_commands(commands):
+    """CPU seconds used so far by every process whose command name is one of `commands` (0 if none)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        if name in commands:
+            fields = text[text.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def _machine_busy():
+    """CPU seconds the machine's cores have spent busy (not idle or waiting for I/O) since boot."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
