@@ -17,9 +17,10 @@ Scenarios (each prints one JSON line, then a readable summary):
               requests (a sentence, or a 640 px photo) back to back: detections per second and their
               latency, and what the detections cost the sockets' delivery latency.
   storm       N devices connected when the server restarts (SIGTERM: every socket closed with 1012, then a
-              new server on the same port); they reconnect as the README tells clients to, each resuming
-              with `since`, while updates keep coming: how long until all are back and resumed, the
-              attempts and refusals, and whether every device got every event of its user exactly once.
+              new server on the same port); they reconnect as the README tells clients to (short delays
+              for a while after the 1012), each resuming with `since`, while updates keep coming: how
+              long until all are back and resumed, the attempts and refusals, and whether every device
+              got every event of its user exactly once.
 
 Runs against a server it started also report the CPU time the server and the generator used
 (server_cpu_percent, generator_cpu_percent; fanout also server_cpu_us_per_update): on a small
@@ -100,6 +101,11 @@ def main(argv=None):
                    help="events written straight to the database while the server is down")
     p.add_argument("--backoff-base", type=float, default=0.5, help="seconds: the first failed attempt's longest wait")
     p.add_argument("--backoff-cap", type=float, default=30, help="seconds: the longest wait between attempts")
+    p.add_argument("--restart-backoff-cap", type=float, default=2,
+                   help="seconds: the longest wait between attempts within --restart-window of a device's 1012, "
+                        "until it is back (equal to --backoff-cap: no restart rule)")
+    p.add_argument("--restart-window", type=float, default=30,
+                   help="seconds after a device's 1012 during which --restart-backoff-cap applies")
     p.add_argument("--backlog", type=int,
                    help="the server's listen backlog (gunicorn --backlog; its default is 2048, the kernel caps it "
                         "at net.core.somaxconn)")
@@ -134,9 +140,10 @@ def main(argv=None):
         if args.url:
             parser.error("storm restarts the server itself: it cannot be used with --url")
         if not (1 <= args.devices <= 15_000 and 1 <= args.users <= 2_000 and 0 < args.rate <= 500
-                and 0 <= args.offline_events <= 100_000 and args.timeout <= 600 and args.backoff_cap <= 60):
+                and 0 <= args.offline_events <= 100_000 and args.timeout <= 600 and args.backoff_cap <= 60
+                and 0 < args.restart_backoff_cap <= 60 and 0 <= args.restart_window <= 600):
             parser.error("storm is bounded to 15,000 devices, 2,000 users, 500 updates/s, 100,000 offline events, "
-                         "a 60 s backoff cap and 600 s")
+                         "a 60 s backoff cap (restart cap too, and above 0), a 600 s restart window and 600 s")
 
     # Many sockets need many file descriptors, in this process and in the server it starts.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -174,7 +181,8 @@ def main(argv=None):
             result = run(detect(server, args.kind, args.clients, args.duration, args.users, args.devices, args.rate))
         elif args.scenario == "storm":
             result = run(storm(server, args.devices, args.users, args.rate, args.offline_events, args.backoff_base,
-                               args.backoff_cap, args.timeout, mode=args.restart))
+                               args.backoff_cap, args.timeout, mode=args.restart,
+                               restart_backoff_cap=args.restart_backoff_cap, restart_window=args.restart_window))
         elif reference:
             shared = {**{k: env[k] for k in ("JWT_ISSUER", "JWT_AUDIENCE") if k in env}, **secret}
             with ReferenceServer(env=shared, workdir=workdir) as ref:

@@ -42,6 +42,9 @@ def summary(result):
         setup = (f"{env.get('WEB_CONCURRENCY', '1')} worker(s), "
                  f"{'PostgreSQL' if env.get('DATABASE_URL', 'sqlite').startswith('postgresql') else 'SQLite'}"
                  f"{', Redis' if env.get('REDIS_URL') else ''}")
+        backoff = result["backoff"]
+        setup += (f"; backoff cap {backoff['cap_s']:g} s, {backoff['restart_cap_s']:g} s for "
+                  f"{backoff['restart_window_s']:g} s after a 1012")
         rec, refused = result["reconnect_ms"], sum(result["refusals"].values())
         why = ", ".join(f"{n} {kind}" for kind, n in result["refusals"].items())
         return (f"storm: {result['devices']} devices of {result['users']} users, {setup}: "

@@ -113,6 +113,19 @@ def test_storm_smoke(restart):
     assert result["attempts"] >= 20 and result["reconnect_ms"]["p50"] > 0
 
 
+def test_storm_devices_follow_the_restart_rule(monkeypatch):
+    from bench.scenarios import storm
+
+    monkeypatch.setattr(storm.random, "random", lambda: 1.0)  # each delay is its ceiling
+    fleet = storm.Fleet("127.0.0.1", 1, 1, backoff_base=0.5, backoff_cap=30, restart_backoff_cap=2, restart_window=30)
+    now = storm.time.monotonic()
+    # After a 1012 the ceiling doubles up to the restart cap; a refusal's retry_after is still the floor.
+    assert [fleet.delay(n, restarted_at=now) for n in range(1, 6)] == [0.5, 1, 2, 2, 2]
+    assert fleet.delay(5, retry_after=5, restarted_at=now) == 5
+    # After the window, or without a 1012, the usual cap, with the failures so far counted.
+    assert fleet.delay(8, restarted_at=now - 31) == fleet.delay(8) == 30
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -123,6 +136,8 @@ def test_storm_smoke(restart):
         ["history", "--events", "5000000"],
         ["detect", "--clients", "100"],
         ["storm", "--devices", "20000"],
+        ["storm", "--restart-backoff-cap", "0"],
+        ["storm", "--restart-window", "1000"],
         ["--url", "http://10.0.0.1:8000", "handshakes"],
     ],
 )

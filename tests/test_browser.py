@@ -140,6 +140,107 @@ def test_an_emotion_chosen_while_offline_is_stored_once_when_back(server_factory
     assert device.entries() == [events[0]["id"]]
 
 
+# The page's socket client (socket.js) on a fake WebSocket: each test step says how a socket ends, and the
+# "state" events give the delays it chose. Math.random is pinned near 1, so each delay is its ceiling.
+SCHEDULE = """async ({steps, options}) => {
+  const { EmotionSocket } = await import("/static/js/socket.js");
+  const sockets = [];
+  let refuse = false;  // new sockets fail before they open, as when the port is closed
+  class FakeSocket extends EventTarget {
+    constructor(url) {
+      super();
+      this.readyState = 0;
+      sockets.push(this);
+      if (refuse) setTimeout(() => this.end(1006), 0);
+    }
+    accept() {
+      this.readyState = 1;
+      this.dispatchEvent(new Event("open"));
+      const frame = { type: "connection_established", last_event_id: 0 };
+      this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify(frame) }));
+    }
+    end(code) {
+      this.readyState = 3;
+      this.dispatchEvent(new CloseEvent("close", { code }));
+    }
+    send() {}
+    close() { this.readyState = 3; }
+  }
+  const random = Math.random;
+  Math.random = () => 0.999;
+  const until = async (check) => { while (!check()) await new Promise((done) => setTimeout(done, 5)); };
+  const socket = new EmotionSocket({
+    ticket: async () => "ticket", WebSocketImpl: FakeSocket, heartbeat: 0, ...options,
+  });
+  const offline = [];
+  let restartedAt = 0;
+  socket.addEventListener("state", ({ detail }) => {
+    if (detail.state === "offline") {
+      offline.push({ code: detail.code, retryIn: Math.round(detail.retryIn), sinceRestart: Date.now() - restartedAt });
+    }
+  });
+  try {
+    socket.start();
+    for (const [action, arg] of steps) {
+      if (action === "accept") {
+        await until(() => sockets.length && sockets.at(-1).readyState === 0);
+        sockets.at(-1).accept();
+      } else if (action === "close") {
+        if (arg === 1012) restartedAt = Date.now();
+        sockets.at(-1).end(arg);
+      } else if (action === "refuse") {
+        refuse = arg;
+      } else if (action === "until_delay_over") {
+        await until(() => offline.length && offline.at(-1).retryIn > arg);
+      } else if (action === "until_delays") {
+        await until(() => offline.length >= arg);
+      }
+    }
+  } finally {
+    socket.stop();
+    Math.random = random;
+  }
+  return offline;
+}"""
+OPTIONS = {"backoffBase": 20, "backoffCap": 5000, "restartBackoffCap": 80, "restartWindow": 600, "handshakeTimeout": 60_000}
+
+
+def ceilings(failures, cap=5000, base=20):
+    return [round(0.999 * min(cap, base * 2 ** (n - 1))) for n in failures]
+
+
+def test_the_socket_retries_quickly_while_its_server_restarts_then_backs_off_as_usual(live_server, devices):
+    page = devices(live_server).page
+    offline = page.evaluate(SCHEDULE, {"options": OPTIONS, "steps": [
+        ["accept"], ["refuse", True], ["close", 1012], ["until_delay_over", 80],
+    ]})
+    restart, *refused = offline
+    assert restart["code"] == 1012 and restart["retryIn"] == 0
+    assert {item["code"] for item in refused} == {1006}
+    # Within 600 ms of the 1012 the cap is 80 ms; the first failure after that meets the usual schedule,
+    # with every failure before it counted.
+    within, after = refused[:-1], refused[-1]
+    assert all(item["sinceRestart"] <= 610 for item in within) and after["sinceRestart"] >= 600
+    assert [item["retryIn"] for item in refused] == ceilings(range(1, len(within) + 1), cap=80) + ceilings([len(refused)])
+    assert len(within) >= 5 and after["retryIn"] == 4995
+
+
+def test_the_socket_backs_off_as_usual_after_other_closes_and_once_a_restarted_server_took_it(live_server, devices):
+    page = devices(live_server).page
+    # A lost connection (no close code) doubles the ceiling up to the usual cap from the first failure.
+    lost = page.evaluate(SCHEDULE, {"options": OPTIONS, "steps": [
+        ["accept"], ["refuse", True], ["close", 1006], ["until_delays", 6],
+    ]})
+    assert [item["retryIn"] for item in lost[:6]] == ceilings(range(1, 7))
+    # Three lost connections, a 1012, then the restarted server takes it: the next loss backs off as usual.
+    after_restart = page.evaluate(SCHEDULE, {"options": OPTIONS, "steps": [
+        ["accept"], ["close", 1006], ["accept"], ["close", 1006], ["accept"], ["close", 1006],
+        ["accept"], ["close", 1012], ["accept"], ["close", 1006], ["until_delays", 5],
+    ]})
+    assert [(item["code"], item["retryIn"]) for item in after_restart] == [
+        (1006, 20), (1006, 40), (1006, 80), (1012, 0), (1006, 160)]
+
+
 def test_the_page_renews_its_token_in_band_and_keeps_one_socket(server_factory, devices):
     # Tokens of 4 s, renewed 2 s before they expire: 10 s is two and a half lifetimes.
     server = server_factory(ACCESS_TOKEN_TTL=4, WS_TOKEN_NOTICE=2)

@@ -1,5 +1,6 @@
 """The client's reconnect and retry schedule: exponential backoff with full jitter, capped, never shorter
-than a server's retry_after, starting over after a stable connection; checked with an injected clock,
+than a server's retry_after, starting over after a stable connection, with a short cap for a while
+after a server restart (1012); checked with an injected clock,
 sleep and random source, so nothing here waits for the delays it computes."""
 import json
 import time
@@ -68,6 +69,45 @@ def test_a_stable_connection_starts_the_schedule_over_and_a_short_one_does_not()
     assert backoff.next_delay() == 1
 
 
+def test_after_a_server_restart_the_cap_is_short_for_the_window_and_the_count_goes_on():
+    fake = FakeTime()
+    backoff = schedule(fake, [1.0] * 20, base=0.5, cap=30, restart_cap=2, restart_window=10)
+    backoff.server_restarted()
+    delays = []
+    for _ in range(8):
+        delays.append(backoff.next_delay())
+        fake.sleep(delays[-1])
+    # Within 10 s of the 1012 the cap is 2 s; the eighth failure comes 11.5 s after it: the usual cap
+    # applies, and the seven failures before it count.
+    assert delays == [0.5, 1, 2, 2, 2, 2, 2, 30]
+
+
+def test_retry_after_is_still_a_floor_after_a_server_restart():
+    backoff = schedule(FakeTime(), [0.0, 1.0], base=1, cap=60, restart_cap=2)
+    backoff.server_restarted()
+    assert backoff.next_delay(retry_after=5) == 5
+    assert backoff.next_delay(retry_after=0.5) == 2
+
+
+def test_a_connection_ends_the_restart_window_and_other_closes_never_open_one():
+    fake = FakeTime()
+    backoff = schedule(fake, [1.0] * 20, base=1, cap=100, stable_after=10, restart_cap=2, restart_window=30)
+    assert [backoff.next_delay() for _ in range(3)] == [1, 2, 4]  # no 1012 seen: the usual schedule
+    backoff.server_restarted()
+    assert backoff.restarting and backoff.next_delay() == 2
+    backoff.connected()  # the restarted server took it: the restart is over
+    assert not backoff.restarting
+    fake.now += 1
+    backoff.disconnected()  # a short connection lost without 1012 backs off as usual
+    assert backoff.next_delay() == 16
+
+
+def test_a_copy_keeps_the_restart_settings():
+    backoff = Backoff(restart_cap=1.5, restart_window=12).copy()
+    assert (backoff.restart_cap, backoff.restart_window) == (1.5, 12)
+    assert (Backoff().restart_cap, Backoff().restart_window) == (2.0, 30.0)
+
+
 def test_a_watch_on_an_unreachable_server_follows_the_schedule_without_sleeping():
     fake = FakeTime()
     client = Client(
@@ -100,6 +140,24 @@ def test_a_watch_waits_as_long_as_a_429_says(server_factory):
         held.close()
         while not isinstance(item := watch.get(timeout=5), Connected):
             assert isinstance(item, Disconnected) and item.retry_in == 5
+
+
+def test_a_watch_retries_quickly_while_its_server_restarts_then_backs_off_as_usual(server_factory):
+    server = server_factory()
+    fake = FakeTime(real_pause=0.01)
+    client = fast_client(server.url, tokens=Tokens.from_login(server.login()), backoff=schedule(
+        fake, [1.0] * 10_000, base=0.5, cap=30, restart_cap=2, restart_window=9))
+    with client.watch() as watch:
+        assert isinstance(watch.get(timeout=5), Connected)
+        server.stop()  # SIGTERM: the socket is closed with 1012, then nothing listens on the port
+        restart, *refused = [watch.get(timeout=20) for _ in range(8)]
+    assert isinstance(restart, Disconnected) and restart.code == 1012 and restart.retry_in == 0
+    # While the server drains, a handshake gets 503 draining (retry_after 1); once it is gone, none connects.
+    assert all(isinstance(item, Disconnected) and item.code in (503, 1006) for item in refused), refused
+    first = 1 if refused[0].code == 503 else 0.5
+    # The seventh failure comes 9.5 s or more after the 1012: the usual cap, with six failures before it.
+    assert [item.retry_in for item in refused] == [first, 1, 2, 2, 2, 2, 30]
+    assert fake.sleeps[:7] == [first, 1, 2, 2, 2, 2, 30]
 
 
 def _mock(answers, seen):

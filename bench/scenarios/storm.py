@@ -2,8 +2,9 @@
 
 The server gets SIGTERM (it closes every socket with 1012 and exits) and a new one is started on the same
 port. Every device reconnects as the README tells clients to: at once after 1012, else after a random
-delay up to a cap that doubles with each failed attempt (full jitter, never less than a `retry_after` the
-server asked for), each time with `?since=` the id of the last event it saw. Meanwhile emotion updates keep
+delay up to a ceiling that doubles with each failed attempt (full jitter, never less than a `retry_after`
+the server asked for), capped at the restart cap for the restart window after its 1012 (until it is back)
+and at the usual cap otherwise, each time with `?since=` the id of the last event it saw. Meanwhile emotion updates keep
 coming over HTTP (each one sent again with the same `client_msg_id` until it is stored), and while the
 server is down more are written straight to the database, as another server of the deployment would.
 
@@ -55,10 +56,11 @@ class Refused(Exception):
 class Fleet:
     """What all devices share: where to connect, how to back off, and the run's clock marks and counts."""
 
-    def __init__(self, host, port, count, backoff_base, backoff_cap):
+    def __init__(self, host, port, count, backoff_base, backoff_cap, restart_backoff_cap=2.0, restart_window=30.0):
         self.host, self.port = host, port
         self.count = count
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.restart_backoff_cap, self.restart_window = restart_backoff_cap, restart_window
         self.sigterm_at = None  # set (by the restarting thread) just before SIGTERM
         self.spawned_at = None  # the new server's start: a connection after it is to the new server
         self.stopping = False
@@ -76,9 +78,13 @@ class Fleet:
         self.errors = Counter()  # error frames, by code
         self.last_1012_at = None
 
-    def delay(self, failures, retry_after=None):
-        """The wait before the next attempt after `failures` failed ones in a row (full jitter)."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(failures - 1, 64))
+    def delay(self, failures, retry_after=None, restarted_at=None):
+        """The wait before the next attempt after `failures` failed ones in a row (full jitter); with the
+        restart cap while `restarted_at` (a device's last 1012, None once it is back) is recent."""
+        cap = self.backoff_cap
+        if restarted_at is not None and time.monotonic() - restarted_at < self.restart_window:
+            cap = min(cap, self.restart_backoff_cap)
+        ceiling = min(cap, self.backoff_base * 2.0 ** min(failures - 1, 64))
         return max(random.random() * ceiling, retry_after or 0.0)
 
 
@@ -99,6 +105,7 @@ class Device:
         self.back_at = None  # connection_established from the new server
         self.resumed_at = None  # the end of that connection's replay
         self.attempts = 0  # after SIGTERM
+        self.restarted_at = None  # its last 1012, until a connection is established
         self.writer = None
 
     async def run(self, gate):
@@ -119,7 +126,7 @@ class Device:
                 if fleet.sigterm_at is not None:
                     fleet.refusals[exc.kind] += 1
                 failures += 1
-                await asyncio.sleep(fleet.delay(failures, exc.retry_after))
+                await asyncio.sleep(fleet.delay(failures, exc.retry_after, self.restarted_at))
                 continue
             code = await self._serve(reader, writer)
             if fleet.stopping:
@@ -133,7 +140,9 @@ class Device:
                     fleet.last_1012_at = now
                 if self.cut_at is None:
                     self.cut_at, self.cut_by = now, code
-            if code != CLOSE_RESTART:
+            if code == CLOSE_RESTART:
+                self.restarted_at = time.monotonic()
+            else:
                 failures += 1
                 await asyncio.sleep(fleet.delay(failures))
 
@@ -174,6 +183,7 @@ class Device:
             raise
         self.writer = writer
         self.connected_at = time.monotonic()
+        self.restarted_at = None
         self.awaiting_sync = True
         fleet = self.fleet
         if fleet.spawned_at is not None and self.back_at is None:
@@ -397,7 +407,7 @@ def _own_cpu():
 
 
 async def storm(server, devices, users, rate, offline_events, backoff_base, backoff_cap, timeout, grace=10.0,
-                mode="restart"):
+                mode="restart", restart_backoff_cap=2.0, restart_window=30.0):
     if not server.proc:
         raise SystemExit("storm restarts the server: it cannot be used with --url")
     tokens = make_users(server, users)
@@ -405,7 +415,7 @@ async def storm(server, devices, users, rate, offline_events, backoff_base, back
     engine = sa.create_engine(server.database_url)
     user_ids = [int(json.loads(base64.urlsafe_b64decode(t.split(".")[1] + "=="))["sub"]) for t in tokens]
     host, port = server.address
-    fleet = Fleet(host, port, devices, backoff_base, backoff_cap)
+    fleet = Fleet(host, port, devices, backoff_base, backoff_cap, restart_backoff_cap, restart_window)
     fleet_devices = [Device(fleet, n % users, tokens[n % users]) for n in range(devices)]
     gate = asyncio.Semaphore(CONNECTING)
     tasks = [asyncio.create_task(device.run(gate)) for device in fleet_devices]
@@ -466,7 +476,8 @@ async def storm(server, devices, users, rate, offline_events, backoff_base, back
 
     return {
         "scenario": "storm", "restart": mode, "devices": devices, "users": users,
-        "backoff": {"base_s": backoff_base, "cap_s": backoff_cap, "handshake_timeout_s": HANDSHAKE_TIMEOUT},
+        "backoff": {"base_s": backoff_base, "cap_s": backoff_cap, "restart_cap_s": restart_backoff_cap,
+                    "restart_window_s": restart_window, "handshake_timeout_s": HANDSHAKE_TIMEOUT},
         "connect_seconds": round(connect_seconds, 1),
         "closed_with_1012": sum(1 for d in cut if d.cut_by == CLOSE_RESTART),
         "closes_after_sigterm": {str(k): v for k, v in fleet.closes.items()},

@@ -10,8 +10,10 @@
 //
 // What it does for the caller:
 // - Reconnects by itself: at once after a server restart (1012) or an expired token (4401, with a
-//   fresh ticket), otherwise after a random delay up to a cap that doubles with each failed attempt
-//   ("full jitter"), so that thousands of devices do not come back in lockstep.
+//   fresh ticket), otherwise after a random delay up to a ceiling that doubles with each failed attempt
+//   ("full jitter"), so that thousands of devices do not come back in lockstep. The ceiling is capped at
+//   `backoffCap`, or at `restartBackoffCap` while `restartWindow` ms have not passed since a 1012 and
+//   no connection was established since: a restarted server is back within seconds.
 // - Resumes: every reconnect passes `since` = the last event id seen, follows `has_more` pages until
 //   caught up, and skips any event it has seen already, so "update" fires once per event, in id order.
 // - Never loses or doubles an update: `set` gives each one a `client_msg_id` and keeps it in an
@@ -46,16 +48,28 @@ export class EmotionSocket extends EventTarget {
    * @param {string} [options.url] the socket's URL or path ("/api/ws").
    * @param {string} [options.device] this device's name, shown to the user's other devices.
    * @param {number} [options.since] resume after this event id from the first connect on.
+   * @param {number} [options.backoffBase] ms: the longest wait after the first failed attempt (doubled
+   *   after each further one).
+   * @param {number} [options.backoffCap] ms: the longest wait between attempts.
+   * @param {number} [options.restartBackoffCap] ms: the longest wait between attempts within
+   *   `restartWindow` ms of a close with 1012 (server restart), until a connection is established.
+   * @param {number} [options.restartWindow] ms after a 1012 during which `restartBackoffCap` applies;
+   *   the failed attempts counted meanwhile still count after it.
+   * @param {number} [options.stableAfter] ms: a connection open this long starts the schedule over.
    */
   constructor({
     ticket, token, refreshToken, url = "/api/ws", device = "", since = null,
-    backoffBase = 500, backoffCap = 30000, stableAfter = 10000, handshakeTimeout = 15000,
+    backoffBase = 500, backoffCap = 30000, restartBackoffCap = 2000, restartWindow = 30000,
+    stableAfter = 10000, handshakeTimeout = 15000,
     heartbeat = 30000, heartbeatTimeout = 10000, WebSocketImpl = globalThis.WebSocket,
   } = {}) {
     super();
     if (!ticket && !token) throw new TypeError("EmotionSocket needs a ticket or a token function");
     Object.assign(this, { _ticket: ticket, _token: token, _refreshToken: refreshToken, _url: url, device });
-    this._opts = { backoffBase, backoffCap, stableAfter, handshakeTimeout, heartbeat, heartbeatTimeout };
+    this._opts = {
+      backoffBase, backoffCap, restartBackoffCap, restartWindow, stableAfter,
+      handshakeTimeout, heartbeat, heartbeatTimeout,
+    };
     this._WebSocket = WebSocketImpl;
     this.lastEventId = since; // null until the first connection_established
     this.state = "stopped";
@@ -63,6 +77,7 @@ export class EmotionSocket extends EventTarget {
     this._ws = null;
     this._wanted = false;
     this._attempts = 0;
+    this._restartedAt = 0; // Date.now() of the last 1012, until a connection is established
     this._timers = new Set();
     this._generation = 0;
     this._onOnline = () => { if (this.state === "offline") this._connect(); };
@@ -73,6 +88,7 @@ export class EmotionSocket extends EventTarget {
     if (this._wanted) return;
     this._wanted = true;
     this._attempts = 0;
+    this._restartedAt = 0;
     globalThis.addEventListener?.("online", this._onOnline);
     this._connect();
   }
@@ -150,8 +166,14 @@ export class EmotionSocket extends EventTarget {
     if (code === CLOSE_REVOKED) {
       this._wanted = false;
       this._setState("stopped", { reason: "revoked", code, message: reason });
-    } else if (code === CLOSE_RESTART || (code === CLOSE_EXPIRED && this._attempts === 0)) {
-      // Another server takes over at once; an expired token is replaced by the next ticket.
+    } else if (code === CLOSE_RESTART) {
+      // Another server takes over at once. If none does yet, the restarted one is back within seconds:
+      // the attempts meanwhile keep short delays (not counting this one, as in the Python client).
+      this._restartedAt = Date.now();
+      this._setState("offline", { code, reason, retryIn: 0 });
+      this._connect();
+    } else if (code === CLOSE_EXPIRED && this._attempts === 0) {
+      // An expired token is replaced by the next ticket, at once; counted, so a second 4401 waits.
       this._attempts += 1;
       this._setState("offline", { code, reason, retryIn: 0 });
       this._connect();
@@ -162,7 +184,10 @@ export class EmotionSocket extends EventTarget {
 
   _retryLater(retryAfter, code, reason) {
     this._attempts += 1;
-    const ceiling = Math.min(this._opts.backoffCap, this._opts.backoffBase * 2 ** (this._attempts - 1));
+    const { backoffBase, backoffCap, restartBackoffCap, restartWindow } = this._opts;
+    const restarting = this._restartedAt && Date.now() - this._restartedAt < restartWindow;
+    const cap = restarting ? Math.min(backoffCap, restartBackoffCap) : backoffCap;
+    const ceiling = Math.min(cap, backoffBase * 2 ** (this._attempts - 1));
     const delay = Math.max(Math.random() * ceiling, (retryAfter || 0) * 1000);
     this._setState("offline", { code, reason, attempt: this._attempts, retryIn: delay, retryAt: Date.now() + delay });
     this._later(() => this._connect(), delay);
@@ -209,6 +234,7 @@ export class EmotionSocket extends EventTarget {
 
   _onEstablished(frame) {
     this.established = frame;
+    this._restartedAt = 0; // the restart is over: a later failure backs off as usual
     this._syncing = false;
     if (this.lastEventId == null) {
       this.lastEventId = frame.last_event_id || 0;

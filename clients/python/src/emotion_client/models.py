@@ -142,7 +142,8 @@ class Connected:
 class Disconnected:
     """The socket closed or could not be opened: the close code (1006 when the connection was lost
     without one, or the HTTP status of a refused handshake such as 429 or 503), why, and the seconds
-    until the next attempt (0: at once, as after a server restart, 1012)."""
+    until the next attempt (0: at once, as after a server restart, 1012; the failed attempts that follow
+    a 1012 wait at most `Backoff.restart_cap` for `Backoff.restart_window` seconds)."""
 
     code: int | None
     reason: str

@@ -273,7 +273,9 @@ class Watch(Iterator[WatchEvent]):
         if closed.code == CLOSE_REVOKED:
             raise Revoked(closed.reason or "The session was revoked: log in again")
         if closed.code == CLOSE_RESTART:
-            # Another server (or the restarted one) takes over at once.
+            # Another server (or the restarted one) takes over at once; if none does yet, the restarted
+            # one is back within seconds, so the attempts meanwhile keep short delays.
+            self.backoff.server_restarted()
             return _Outcome(closed.code, closed.reason or "server restart", immediate=True)
         if closed.code == CLOSE_EXPIRED:
             try:
