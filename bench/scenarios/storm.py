@@ -487,6 +487,9 @@ async def storm(server, devices, users, rate, offline_events, backoff_base, back
         "new_server_port_open_s": after(marks["port_open"], since),
         "new_server_ready_s": after(ready, since), "readyz_polls": dict(marks["readyz_polls"]),
         "first_back_s": after(fleet.first_back_at, since), "all_back_s": after(fleet.all_back_at, since),
+        # Under a storm /readyz waits its turn behind the handshakes, so the port opening is the sturdier mark.
+        "all_back_after_port_open_s": after(fleet.all_back_at, marks["port_open"]),
+        "all_resumed_after_port_open_s": after(fleet.all_resumed_at, marks["port_open"]),
         "all_back_after_ready_s": after(fleet.all_back_at, ready),
         "all_resumed_after_ready_s": after(fleet.all_resumed_at, ready),
         "back": fleet.back, "resumed": fleet.resumed,
