@@ -63,8 +63,9 @@ from config import LIMITS_OFF  # noqa: E402
 class Server:
     """The service under test: a gunicorn process tree we start (and measure), or one at --url."""
 
-    def __init__(self, url=None, env=None, workdir=None):
+    def __init__(self, url=None, env=None, workdir=None, config="gunicorn.conf.py"):
         self.proc = None
+        self.config = config  # gunicorn's configuration file (bench/memprobe.py starts it with its own)
         self.database_url = (env or {}).get("DATABASE_URL")
         self.url = url
         self.env = env or {}
@@ -81,7 +82,7 @@ class Server:
         self.database_url = env["DATABASE_URL"]
         subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
-        return self._spawn([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], env, ROOT, "server.log")
+        return self._spawn([str(BIN / "gunicorn"), "-c", self.config, "wsgi:app"], env, ROOT, "server.log")
 
     def _spawn(self, command, env, cwd, log_name):
         """Start `command` in a session of its own and wait until its /healthz answers."""
@@ -409,30 +410,39 @@ async def drain(ws):
         pass
 
 
-async def idle(server, sockets_wanted, batch, hold, users):
-    tokens = make_users(server, users)
-    before = server.rss_bytes()
-    opened, failed = [], 0
-    drains = []
-    started = time.perf_counter()
+async def idle_open(server, tokens, sockets_wanted, batch, failures=None):
+    """Open `sockets_wanted` sockets, `batch` at a time, spread over the users of `tokens`; each is read
+    (and what it receives dropped) until it closes. Returns the open ones; failures are appended to `failures`."""
+    opened = []
     for start in range(0, sockets_wanted, batch):
         results = await asyncio.gather(
-            *(open_device(server.ws_url, tokens[i % users]) for i in range(start, min(start + batch, sockets_wanted))),
+            *(open_device(server.ws_url, tokens[i % len(tokens)]) for i in range(start, min(start + batch, sockets_wanted))),
             return_exceptions=True,
         )
         for result in results:
             if isinstance(result, Exception):
-                failed += 1
+                if failures is not None:
+                    failures.append(result)
             else:
                 opened.append(result)
-                drains.append(asyncio.create_task(drain(result)))
+                result.drain_task = asyncio.create_task(drain(result))
+    return opened
+
+
+async def idle(server, sockets_wanted, batch, hold, users):
+    tokens = make_users(server, users)
+    before = server.rss_bytes()
+    failures = []
+    started = time.perf_counter()
+    opened = await idle_open(server, tokens, sockets_wanted, batch, failures)
+    failed = len(failures)
     open_seconds = time.perf_counter() - started
     await asyncio.sleep(hold)
     after = server.rss_bytes()
     alive = sum(1 for ws in opened if ws.state == websockets.protocol.State.OPEN)
     await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
-    for task in drains:
-        task.cancel()
+    for ws in opened:
+        ws.drain_task.cancel()
     per_socket = (after - before) / len(opened) if before and opened else None
     return {
         "scenario": "idle", "sockets": sockets_wanted, "opened": len(opened), "failed": failed,
