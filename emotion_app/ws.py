@@ -16,7 +16,7 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import logs, messages, store, tickets
+from . import logs, messages, store, tickets, wsreader
 from .auth import access_claims, revocation
 from .detection import request as detection
 from .devices import device_name
@@ -235,7 +235,7 @@ def _receive_loop(app, ws, conn):
             conn.push(messages.token_expiring(math.floor(remaining)))
             noticed = conn.expires_at
         # Sleep until a frame comes, the notice is due, or the token expires: no timer of our own.
-        data = ws.receive(timeout=remaining if noticed == conn.expires_at else remaining - notice)
+        data = wsreader.receive(ws, remaining if noticed == conn.expires_at else remaining - notice)
         if data is None or conn.closing:
             continue
         wait, flooding = frames.check()
