@@ -61,8 +61,13 @@ _NO_THREAD = _NoThread()
 
 def no_thread(target):
     """simple-websocket's `thread_class`: no reader thread. Called once the handshake is done, with the
-    thread's target (a method of the new socket), it schedules the socket's first ping."""
+    thread's target (a method of the new socket), it keeps only what the open socket needs of wsproto and
+    schedules the socket's first ping."""
     ws = target.__self__
+    # wsproto's WSConnection would keep its HTTP handshake for the socket's life (h11's parser and
+    # buffers, the parsed request with every header); its open connection does the rest alone, with
+    # the same send, receive_data and events.
+    ws.ws = ws.ws.connection
     if ws.ping_interval:
         ws.event.next_ping = time.monotonic() + ws.ping_interval
     return _NO_THREAD
