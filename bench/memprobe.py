@@ -88,6 +88,8 @@ def take(folder, name):
                 "functions": [c.co_name for c in frames],
             })
     stats["greenlets"] = glets
+    stats["inventory"] = _inventory([o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead
+                                     and o.gr_frame is not None])
     stats["smaps"] = _smaps()
     stats["mallinfo"] = _mallinfo()
     if tracemalloc.is_tracing():
@@ -96,6 +98,60 @@ def take(folder, name):
         stats["pymalloc"] = _pymalloc()
     (folder / f"{name}.json").write_text(json.dumps(stats))
     (folder / f"{name}.done").touch()
+
+
+# Objects of the whole worker, which lead to every socket (the hub to its connections, the app to
+# everything): not followed.
+SHARED_TYPES = {"Flask", "Hub", "MemoryBroker", "RedisBroker", "GroupCommitter", "Engine", "Logger", "Hub",
+                "WSGIServer", "StreamServer", "Pool", "GeventWorker", "Config", "SQLAlchemy", "loop"}
+
+
+def _reachable(roots, exclude=frozenset()):
+    """Objects reachable from `roots` (id -> object), not crossing modules, classes, functions or code, nor
+    anything in `exclude` (ids). A frame counts through its locals, and the frame above it."""
+    import types
+
+    stop = (types.ModuleType, type, types.FunctionType, types.CodeType, types.BuiltinFunctionType)
+    seen = {}
+    todo = list(roots)
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or id(obj) in exclude or isinstance(obj, stop) or type(obj).__name__ in SHARED_TYPES:
+            continue
+        seen[id(obj)] = obj
+        if isinstance(obj, types.FrameType):
+            todo.extend(obj.f_locals.values())
+            if obj.f_back is not None:
+                todo.append(obj.f_back)
+        else:
+            todo.extend(gc.get_referents(obj))
+    return seen
+
+
+def _inventory(handlers):
+    """The objects one socket's handler greenlet reaches and another's does not, by type: (count, bytes)."""
+    import types
+
+    def first(glet):
+        frame = glet.gr_frame
+        while frame.f_back is not None:
+            frame = frame.f_back
+        return frame
+
+    # Sockets' handlers: greenlets started by the server whose stack ends in a wait for the socket.
+    handlers = [g for g in handlers if "baseserver" in first(g).f_code.co_filename]
+    if len(handlers) < 2:
+        return None
+    shared = _reachable([handlers[-1].gr_frame, handlers[-1]])
+    mine = _reachable([handlers[0].gr_frame, handlers[0]], exclude=shared.keys())
+    out = collections.defaultdict(lambda: [0, 0])
+    for obj in mine.values():
+        if isinstance(obj, types.FrameType):
+            continue  # the frames themselves are in the greenlet's stack, not objects (until looked at, as here)
+        row = out[type(obj).__module__ + "." + type(obj).__qualname__]
+        row[0] += 1
+        row[1] += sys.getsizeof(obj)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
 
 
 def _smaps():
@@ -247,6 +303,7 @@ def breakdown(before, after, snap_before, snap_after, sockets):
         "gc_objects_per_socket": round(sum(types.values()) * per, 1),
         "gc_types_per_socket": {k: round(v * per, 2) for k, v in types.most_common(60) if v * per >= 0.5},
         "greenlets_added": greenlets,
+        "one_socket_objects": after.get("inventory"),
         "stack_saved_per_socket": round(
             (sum(g["stack_saved"] for g in after["greenlets"]) - sum(g["stack_saved"] for g in before["greenlets"])) * per),
     }
