@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, g, request
+from flask.globals import request_ctx
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
@@ -168,7 +169,9 @@ def emotion_socket(ws):
             ws.send(_too_old(since))
             since = None
         broker.publish(_presence(conn, "connected", online))
+        del current, online  # for the first frames only: not kept while the socket lives
         conn.start(last_seq, since)
+        _shed_handshake()
         _receive_loop(app, ws, conn)
     except ConnectionClosed:
         pass
@@ -180,6 +183,16 @@ def emotion_socket(ws):
         log.info("socket closed: code %s", int(code) if isinstance(code, int) else code)
         broker.publish(_presence(conn, "disconnected", broker.presence_leave(user_id, conn.id)))
         conn.finish()
+
+
+def _shed_handshake():
+    """Drop what the request context would keep for the socket's whole life though only the handshake
+    needed it: the decoded token and its header (flask-jwt-extended keeps them in `g`), the parsed query
+    string (the token again) and the URL adapter that matched the route."""
+    for name in ("_jwt_extended_jwt", "_jwt_extended_jwt_header", "_jwt_extended_jwt_user"):
+        g.pop(name, None)
+    request.__dict__.pop("args", None)  # werkzeug caches it there; asked again, it would parse again
+    request_ctx.url_adapter = None  # the route is matched; nothing builds URLs on a socket
 
 
 def _presence(conn, change, online):
