@@ -189,7 +189,18 @@ class Connection:
             self.ws.sock.send(frame)
 
     def push(self, text):
-        """Queue a text frame; a connection whose queue is full is too slow and is dropped."""
+        """Send or queue a text frame; a connection whose queue is full is too slow and is dropped.
+
+        As for events, an idle connection's frame is written at once if the socket takes it without
+        waiting: an idle socket then never needs a queue or a writer greenlet for a presence frame.
+        """
+        if self._writer is None and self._started and not self.queue and not self.closing:
+            try:
+                if self.ws.sock.send_nowait(text_frame(text)):
+                    return
+            except OSError:
+                self.abort()
+                return
         self._put(text)
 
     def push_event(self, seq, frame, stored_at):
