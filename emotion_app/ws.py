@@ -27,6 +27,7 @@ from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIR
 from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .ratelimit import FrameLimiter, limit_handshakes
 from .security import origin_allowed
+from .stacks import apart
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def authenticate():
             403, "origin_not_allowed", f"Origin {origin[:100]!r} may not open sockets here (see ALLOWED_ORIGINS)"
         )
     by_ticket = "ticket" in request.args
-    claims = _ticket_claims() if by_ticket else _token_claims()
+    # Apart: the token check goes deep, and the handler's stack lives as long as the socket (stacks.py).
+    claims = apart(_ticket_claims if by_ticket else _token_claims)
     logs.bind(user_id=claims["sub"])
     g.ws_user_id = int(claims["sub"])
     g.ws_jti, g.ws_sid, g.ws_expires_at = claims["jti"], claims.get("sid"), claims["exp"]
@@ -150,7 +152,7 @@ def emotion_socket(ws):
     online = broker.presence_join(user_id, conn.id, conn.name)
     try:
         try:
-            current, last_seq, pruned = _connect_state(user_id, g.ws_since is not None)
+            current, last_seq, pruned = apart(_connect_state, user_id, g.ws_since is not None)
         except SQLAlchemyError:
             DATABASE_ERRORS.inc()
             HANDSHAKES.labels("database_unavailable").inc()
