@@ -99,6 +99,11 @@ def receive(ws, timeout):
 
 
 def _ping(ws, wakeup, now):
+    if not ws.pong_received:
+        # The answer may be waiting unread: this greenlet was perhaps busy elsewhere when it came.
+        _read(ws, wakeup, 0)
+        if not ws.connected:
+            return
     try:
         if not ws.pong_received:
             ws.close(reason=CloseReason.POLICY_VIOLATION, message="Ping/Pong timeout")
