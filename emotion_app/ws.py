@@ -166,7 +166,9 @@ def emotion_socket(ws):
             messages.connection_established(user_id, current, current["id"] if current else None, conn.device, online)
         )
         ACCEPTED.inc()
-        log.info("socket open: %s device(s) of the user online", len(online) if online is not None else None)
+        logs.without_caller(
+            log, logging.INFO, "socket open: %s device(s) of the user online", len(online) if online is not None else None
+        )
         if since is not None and since < pruned:
             ws.send(_too_old(since))
             since = None
