@@ -68,7 +68,13 @@ def take(folder, name):
     import greenlet
 
     gc.collect()
-    stats = {"pid": os.getpid(), "gc_types": dict(collections.Counter(type(o).__qualname__ for o in gc.get_objects()))}
+    # Memory first: what follows allocates (and looking at a greenlet's frames makes objects of them).
+    stats = {"pid": os.getpid(), "smaps": _smaps(), "mallinfo": _mallinfo()}
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(str(folder / f"{name}.tracemalloc"))
+    else:  # tracing replaces the allocator, and pymalloc then gives no statistics
+        stats["pymalloc"] = _pymalloc()
+    stats["gc_types"] = dict(collections.Counter(type(o).__qualname__ for o in gc.get_objects()))
     glets = []
     for obj in gc.get_objects():
         if isinstance(obj, greenlet.greenlet) and not obj.dead:
@@ -90,12 +96,6 @@ def take(folder, name):
     stats["greenlets"] = glets
     stats["inventory"] = _inventory([o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead
                                      and o.gr_frame is not None])
-    stats["smaps"] = _smaps()
-    stats["mallinfo"] = _mallinfo()
-    if tracemalloc.is_tracing():
-        tracemalloc.take_snapshot().dump(str(folder / f"{name}.tracemalloc"))
-    else:  # tracing replaces the allocator, and pymalloc then gives no statistics
-        stats["pymalloc"] = _pymalloc()
     (folder / f"{name}.json").write_text(json.dumps(stats))
     (folder / f"{name}.done").touch()
 
@@ -242,6 +242,40 @@ def request(folder, name, timeout=120):
     return json.loads((folder / f"{name}.json").read_text()), tracemalloc.Snapshot.load(str(traced)) if traced.exists() else None
 
 
+_FUNCTIONS = {}
+
+
+def function_at(filename, lineno):
+    """The name of the innermost function of `filename` around line `lineno` ("" if none)."""
+    import ast
+
+    if filename not in _FUNCTIONS:
+        spans = []
+        try:
+            tree = ast.parse(Path(filename).read_text())
+        except (OSError, SyntaxError, ValueError):
+            tree = None
+        for node in ast.walk(tree) if tree else ():
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                spans.append((node.lineno, node.end_lineno, node.name))
+        _FUNCTIONS[filename] = sorted(spans, key=lambda span: span[1] - span[0])  # innermost first
+    return next((name for first, last, name in _FUNCTIONS[filename] if first <= lineno <= last), "")
+
+
+# What a socket's allocations were made for, by the functions on their tracebacks (outermost first).
+PARTS = [
+    ("emotion_socket", "the socket: our route, connection and the wait for frames"),
+    ("websocket_route", "simple-websocket's server and wsproto's connection"),
+    ("preprocess_request", "what the checks before the handshake left (g, log context)"),
+]
+REQUEST = "the HTTP request as gunicorn and Flask hold it while the route runs"
+
+
+def part_of(traceback):
+    names = {function_at(frame.filename, frame.lineno) for frame in traceback}
+    return next((label for name, label in PARTS if name in names), REQUEST)
+
+
 def library_of(traceback):
     for frame in reversed(traceback):  # innermost first
         for marker, name in LIBRARIES:
@@ -256,8 +290,10 @@ def breakdown(before, after, snap_before, snap_after, sockets):
     diff = snap_after.compare_to(snap_before, "traceback") if snap_after else []
     by_library = collections.Counter()
     by_line = collections.Counter()
+    by_part = collections.Counter()
     for stat in diff:
         by_library[library_of(stat.traceback)] += stat.size_diff
+        by_part[part_of(stat.traceback)] += stat.size_diff
         frame = stat.traceback[-1]
         by_line[f"{library_of(stat.traceback)} {frame.filename.rsplit('/', 2)[-1]}:{frame.lineno}"] += stat.size_diff
     types = collections.Counter(after["gc_types"])
@@ -291,21 +327,38 @@ def breakdown(before, after, snap_before, snap_after, sockets):
     pym = {k: round((after["pymalloc"][k] - before["pymalloc"][k]) * per) for k in after["pymalloc"]} \
         if "pymalloc" in after else None
     py_bytes = sum(stat.size_diff for stat in diff) if snap_after else None
+    stack_saved = round(
+        (sum(g["stack_saved"] for g in after["greenlets"]) - sum(g["stack_saved"] for g in before["greenlets"])) * per)
+    summary = None
+    if pym and mall:
+        summary = {
+            "rss": smaps.get("rss"),
+            # greenlet copies a switched-out greenlet's C stack to the heap (PyMem_Malloc, glibc's malloc above 512 B)
+            "greenlet_c_stacks": stack_saved,
+            "python_objects_small": pym["allocated_blocks"],  # pymalloc's blocks in use (objects of up to 512 B)
+            "malloc_other": mall["uordblks"] - stack_saved,  # larger objects (dict tables, ...)
+            # anonymous memory outside pymalloc's arenas: mostly the pages each greenlet's Python frame
+            # stack (a 16 KB chunk mapped per greenlet) has touched
+            "python_frame_stacks": smaps.get("anonymous_rss", 0) - pym["total"],
+            "allocator_slack": (smaps.get("heap_rss", 0) - mall["uordblks"]) + (pym["total"] - pym["allocated_blocks"]),
+        }
     return {
         "sockets": sockets,
         "rss_per_socket": smaps.get("rss"),
+        "summary_per_socket": summary,
         "smaps_per_socket": smaps,
         "mallinfo_per_socket": mall,
         "pymalloc_per_socket": pym,
         "traced_python_bytes_per_socket": round(py_bytes * per) if py_bytes is not None else None,
+        # The saved C stack is traced too (greenlet copies it with PyMem_Malloc), inside the socket's part.
+        "traced_by_part_per_socket": {k: round(v * per) for k, v in by_part.most_common()},
         "traced_by_library_per_socket": {k: round(v * per) for k, v in by_library.most_common() if abs(v * per) >= 8},
         "traced_top_lines_per_socket": {k: round(v * per) for k, v in by_line.most_common(40) if abs(v * per) >= 8},
         "gc_objects_per_socket": round(sum(types.values()) * per, 1),
         "gc_types_per_socket": {k: round(v * per, 2) for k, v in types.most_common(60) if v * per >= 0.5},
         "greenlets_added": greenlets,
         "one_socket_objects": after.get("inventory"),
-        "stack_saved_per_socket": round(
-            (sum(g["stack_saved"] for g in after["greenlets"]) - sum(g["stack_saved"] for g in before["greenlets"])) * per),
+        "stack_saved_per_socket": stack_saved,
     }
 
 
