@@ -17,6 +17,10 @@ _server = _config.server_settings()
 # numpy's BLAS on one thread per call: detection already runs in a pool of OS threads, and BLAS's own threads
 # would only fight it for the cores (emotion_app/detection/minilm.py). Read by numpy at import, in the workers.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# gevent records the stack of the greenlet that spawns each greenlet (for its debugging tools, which the
+# service does not use). Reading it turns the spawner's frames into objects that live as long as those
+# frames run: for a socket's handler, as long as the socket. Read by gevent in the workers.
+_os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")
 # Every worker writes its metrics here and /metrics sums them; set before any worker imports
 # prometheus_client, which reads it once.
 _os.environ["PROMETHEUS_MULTIPROC_DIR"] = _server["metrics_dir"]

@@ -29,8 +29,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/*/stat CPU times
 class Server:
     """The service under test: a gunicorn process tree we start (and measure), or one at --url."""
 
-    def __init__(self, url=None, env=None, workdir=None):
+    def __init__(self, url=None, env=None, workdir=None, config="gunicorn.conf.py"):
         self.proc = None
+        self.config = config  # gunicorn's configuration file (bench/memprobe.py starts it with its own)
         self.database_url = (env or {}).get("DATABASE_URL")
         self.url = url
         self.env = env or {}
@@ -47,7 +48,7 @@ class Server:
         self.database_url = env["DATABASE_URL"]
         subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
-        return self._spawn([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], env, ROOT, "server.log")
+        return self._spawn([str(BIN / "gunicorn"), "-c", self.config, "wsgi:app"], env, ROOT, "server.log")
 
     def _spawn(self, command, env, cwd, log_name):
         """Start `command` in a session of its own and wait until its /healthz answers."""

@@ -10,7 +10,7 @@ from sqlalchemy.pool import QueuePool
 
 import config
 
-from . import auth, devices, emotions, health, insights, pages, tickets, ws
+from . import auth, devices, emotions, health, insights, pages, tickets, ws, wsreader
 from .commands import prune_command
 from .detection import api as detection_api
 from .detection.service import Detector
@@ -158,10 +158,13 @@ def _sqlite_pragmas(dbapi_conn, _record):
 
 
 def configure_websocket(app):
-    """Options for every socket: server pings and the largest frame accepted."""
+    """Options for every socket: server pings, the largest frame accepted, and no reader thread (the
+    handler's greenlet reads: wsreader.py)."""
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_INTERVAL"] or None,
         "max_message_size": app.config["WS_MAX_MESSAGE_BYTES"],
+        "thread_class": wsreader.no_thread,
+        "event_class": wsreader.Wakeup,
     }
 
 

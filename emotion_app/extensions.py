@@ -5,7 +5,7 @@ import flask
 import flask_jwt_extended
 import flask_limiter
 import jwt as pyjwt
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import NullSession, SecureCookieSessionInterface
 from flask_jwt_extended.config import config as jwt_config
 from flask_jwt_extended.default_callbacks import default_decode_key_callback
 from flask_jwt_extended.tokens import _decode_jwt
@@ -106,9 +106,20 @@ class Limiter(flask_limiter.Limiter):
 limiter = Limiter(key_func=get_remote_address)
 
 
+NO_SESSION = NullSession()  # a socket's session (see SessionInterface)
+
+
 class SessionInterface(SecureCookieSessionInterface):
     """Flask's cookie sessions, with the signing serializer built once per secret key rather than on
-    every request (the API itself keeps no session in cookies)."""
+    every request (the API itself keeps no session in cookies), and none at all for a WebSocket."""
+
+    def open_session(self, app, request):
+        # A socket's request lives as long as the socket, and so would a session of its own (an empty
+        # dict and its callbacks, about 500 bytes); the socket never uses one. A null session is
+        # shared: it cannot be changed, and Flask saves none.
+        if request.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            return NO_SESSION
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app):
         keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))

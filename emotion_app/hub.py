@@ -28,6 +28,8 @@ CLOSE_SERVICE_RESTART = 1012
 CLOSE_TOKEN_EXPIRED = 4401
 CLOSE_TOKEN_REVOKED = 4403
 
+NOTHING_QUEUED = ()  # a connection's queue while it is empty (see Connection.__init__)
+
 
 def text_frame(text):
     """A whole, unmasked server-to-client WebSocket text frame (RFC 6455 5.2).
@@ -124,11 +126,12 @@ class Connection:
     filled from SQL through `fetch` before going on. Replays (`since`) come from SQL the same way.
     """
 
-    # A token this socket is switching to (refresh), while it is checked: (jti, sid). A revocation of it
-    # that arrives meanwhile only marks it, so the check refuses it. Class defaults: idle sockets
-    # carry neither.
-    candidate = None
-    candidate_revoked = False
+    # Slots: a worker holds thousands of these, and an instance dict would cost more than the fields.
+    __slots__ = (
+        "id", "ws", "user_id", "jti", "sid", "expires_at", "name", "queue", "_queue_size", "_started", "closing",
+        "last_seq", "paused", "close_code", "_fetch", "_replay_limit", "_send_timeout", "_writer", "candidate",
+        "candidate_revoked",
+    )
 
     def __init__(
         self, ws, user_id, jti, queue_size, send_timeout, fetch, replay_limit, sid=None, name=None, expires_at=None
@@ -140,7 +143,8 @@ class Connection:
         self.sid = sid  # the login session the token belongs to
         self.expires_at = expires_at  # when the token expires (epoch seconds); a refresh moves it
         self.name = name  # the name the device gave itself (devices.device_name), or None
-        self.queue = deque()
+        # A deque only while something waits: an empty one costs 760 bytes, and idle sockets need none.
+        self.queue = NOTHING_QUEUED
         self._queue_size = queue_size
         self._started = False
         self.closing = False
@@ -152,6 +156,10 @@ class Connection:
         self._send_timeout = send_timeout
         ws.sock = SerialSocket(ws.sock, send_timeout)
         self._writer = None
+        # A token this socket is switching to (refresh), while it is checked: (jti, sid). A revocation of
+        # it that arrives meanwhile only marks it, so the check refuses it.
+        self.candidate = None
+        self.candidate_revoked = False
 
     @property
     def device(self):
@@ -181,7 +189,18 @@ class Connection:
             self.ws.sock.send(frame)
 
     def push(self, text):
-        """Queue a text frame; a connection whose queue is full is too slow and is dropped."""
+        """Send or queue a text frame; a connection whose queue is full is too slow and is dropped.
+
+        As for events, an idle connection's frame is written at once if the socket takes it without
+        waiting: an idle socket then never needs a queue or a writer greenlet for a presence frame.
+        """
+        if self._writer is None and self._started and not self.queue and not self.closing:
+            try:
+                if self.ws.sock.send_nowait(text_frame(text)):
+                    return
+            except OSError:
+                self.abort()
+                return
         self._put(text)
 
     def push_event(self, seq, frame, stored_at):
@@ -216,6 +235,8 @@ class Connection:
             log.warning("dropping a slow socket of user %s: %d frames waiting", self.user_id, len(self.queue))
             self.abort()
             return
+        if self.queue is NOTHING_QUEUED:
+            self.queue = deque()
         self.queue.append(item)
         self.closing = final
         # gevent switches only where code waits, so this check-and-spawn cannot race the writer's exit.
@@ -267,6 +288,7 @@ class Connection:
                     self.ws.event.set()  # wake the receive loop: the socket is closed
                     return
             self._writer = None  # all sent; the next frame starts a new writer
+            self.queue = NOTHING_QUEUED
         except ReplayFailed:
             log.warning("could not load missed events for user %s; closing so the device resumes", self.user_id)
             try:

@@ -12,11 +12,12 @@ import time
 from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, g, request
+from flask.globals import request_ctx
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import logs, messages, store, tickets
+from . import logs, messages, store, tickets, wsreader
 from .auth import access_claims, revocation
 from .detection import request as detection
 from .devices import device_name
@@ -26,6 +27,7 @@ from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIR
 from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .ratelimit import FrameLimiter, limit_handshakes
 from .security import origin_allowed
+from .stacks import apart
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ def authenticate():
             403, "origin_not_allowed", f"Origin {origin[:100]!r} may not open sockets here (see ALLOWED_ORIGINS)"
         )
     by_ticket = "ticket" in request.args
-    claims = _ticket_claims() if by_ticket else _token_claims()
+    # Apart: the token check goes deep, and the handler's stack lives as long as the socket (stacks.py).
+    claims = apart(_ticket_claims if by_ticket else _token_claims)
     logs.bind(user_id=claims["sub"])
     g.ws_user_id = int(claims["sub"])
     g.ws_jti, g.ws_sid, g.ws_expires_at = claims["jti"], claims.get("sid"), claims["exp"]
@@ -149,7 +152,7 @@ def emotion_socket(ws):
     online = broker.presence_join(user_id, conn.id, conn.name)
     try:
         try:
-            current, last_seq, pruned = _connect_state(user_id, g.ws_since is not None)
+            current, last_seq, pruned = apart(_connect_state, user_id, g.ws_since is not None)
         except SQLAlchemyError:
             DATABASE_ERRORS.inc()
             HANDSHAKES.labels("database_unavailable").inc()
@@ -163,12 +166,16 @@ def emotion_socket(ws):
             messages.connection_established(user_id, current, current["id"] if current else None, conn.device, online)
         )
         ACCEPTED.inc()
-        log.info("socket open: %s device(s) of the user online", len(online) if online is not None else None)
+        logs.without_caller(
+            log, logging.INFO, "socket open: %s device(s) of the user online", len(online) if online is not None else None
+        )
         if since is not None and since < pruned:
             ws.send(_too_old(since))
             since = None
         _announce(broker, conn, "connected", online)
+        del current, online  # for the first frames only: not kept while the socket lives
         conn.start(last_seq, since)
+        _shed_handshake()
         _receive_loop(app, ws, conn)
     except ConnectionClosed:
         pass
@@ -192,6 +199,16 @@ def _announce(broker, conn, change, online):
     if online is not None and all(device["id"] == conn.id for device in online):
         return
     broker.publish(_presence(conn, change, online))
+
+
+def _shed_handshake():
+    """Drop what the request context would keep for the socket's whole life though only the handshake
+    needed it: the decoded token and its header (flask-jwt-extended keeps them in `g`), the parsed query
+    string (the token again) and the URL adapter that matched the route."""
+    for name in ("_jwt_extended_jwt", "_jwt_extended_jwt_header", "_jwt_extended_jwt_user"):
+        g.pop(name, None)
+    request.__dict__.pop("args", None)  # werkzeug caches it there; asked again, it would parse again
+    request_ctx.url_adapter = None  # the route is matched; nothing builds URLs on a socket
 
 
 def _presence(conn, change, online):
@@ -247,7 +264,7 @@ def _receive_loop(app, ws, conn):
             conn.push(messages.token_expiring(math.floor(remaining)))
             noticed = conn.expires_at
         # Sleep until a frame comes, the notice is due, or the token expires: no timer of our own.
-        data = ws.receive(timeout=remaining if noticed == conn.expires_at else remaining - notice)
+        data = wsreader.receive(ws, remaining if noticed == conn.expires_at else remaining - notice)
         if data is None or conn.closing:
             continue
         wait, flooding = frames.check()

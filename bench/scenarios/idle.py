@@ -17,30 +17,39 @@ async def drain(ws):
         pass
 
 
-async def idle(server, sockets_wanted, batch, hold, users):
-    tokens = make_users(server, users)
-    before = server.rss_bytes()
-    opened, failed = [], 0
-    drains = []
-    started = time.perf_counter()
+async def idle_open(server, tokens, sockets_wanted, batch, failures=None):
+    """Open `sockets_wanted` sockets, `batch` at a time, spread over the users of `tokens`; each is read
+    (and what it receives dropped) until it closes. Returns the open ones; failures are appended to `failures`."""
+    opened = []
     for start in range(0, sockets_wanted, batch):
         results = await asyncio.gather(
-            *(open_device(server.ws_url, tokens[i % users]) for i in range(start, min(start + batch, sockets_wanted))),
+            *(open_device(server.ws_url, tokens[i % len(tokens)]) for i in range(start, min(start + batch, sockets_wanted))),
             return_exceptions=True,
         )
         for result in results:
             if isinstance(result, Exception):
-                failed += 1
+                if failures is not None:
+                    failures.append(result)
             else:
                 opened.append(result)
-                drains.append(asyncio.create_task(drain(result)))
+                result.drain_task = asyncio.create_task(drain(result))
+    return opened
+
+
+async def idle(server, sockets_wanted, batch, hold, users):
+    tokens = make_users(server, users)
+    before = server.rss_bytes()
+    failures = []
+    started = time.perf_counter()
+    opened = await idle_open(server, tokens, sockets_wanted, batch, failures)
+    failed = len(failures)
     open_seconds = time.perf_counter() - started
     await asyncio.sleep(hold)
     after = server.rss_bytes()
     alive = sum(1 for ws in opened if ws.state == websockets.protocol.State.OPEN)
     await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
-    for task in drains:
-        task.cancel()
+    for ws in opened:
+        ws.drain_task.cancel()
     per_socket = (after - before) / len(opened) if before and opened else None
     return {
         "scenario": "idle", "sockets": sockets_wanted, "opened": len(opened), "failed": failed,
