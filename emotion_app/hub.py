@@ -58,6 +58,8 @@ class SerialSocket:
     frame, and the reader notices the close at once.
     """
 
+    __slots__ = ("_sock", "_timeout", "_lock")  # one per socket
+
     def __init__(self, sock, timeout):
         self._sock = sock
         self._timeout = timeout

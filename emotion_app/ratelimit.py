@@ -102,6 +102,8 @@ def _parsed(rate):
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up; `take()` spends one or says how long to wait."""
 
+    __slots__ = ("rate", "burst", "_tokens", "_stamp")  # two per socket (FrameLimiter)
+
     def __init__(self, rate, burst):
         self.rate = rate
         self.burst = burst
@@ -126,6 +128,8 @@ class FrameLimiter:
     a device that overshoots now and then only gets errors, one that keeps flooding after being told
     exhausts it and is disconnected.
     """
+
+    __slots__ = ("_frames", "_refusals")  # one per socket
 
     def __init__(self, rate, burst):
         self._frames = TokenBucket(rate, burst) if rate else None

@@ -6,6 +6,7 @@ gets `connection_established` with the user's state, then the events it missed (
 every emotion change of its user; the receive loop validates frames, stores updates, answers pings,
 warns before the token expires (`token_expiring`) and takes a newer token in-band (`refresh`).
 """
+import functools
 import logging
 import math
 import time
@@ -138,7 +139,7 @@ def emotion_socket(ws):
         g.ws_jti,
         app.config["WS_SEND_QUEUE"],
         app.config["WS_SEND_TIMEOUT"],
-        fetch=lambda limit, **after: _in_context(app, store.events_after, user_id, limit, **after),
+        fetch=functools.partial(_in_context, app, store.events_after, user_id),  # (limit, **after)
         replay_limit=app.config["REPLAY_LIMIT"],
         sid=g.ws_sid,
         name=g.ws_device,
