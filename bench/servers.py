@@ -113,14 +113,13 @@ class Server:
         """CPU time (user + system) used so far by the whole process tree, or None for --url."""
         if not self.proc:
             return None
-        total = 0
+        total = 0.0
         for pid in process_tree(self.proc.pid):
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-            except (OSError, IndexError, ValueError):
+                total += _stat_cpu(Path(f"/proc/{pid}/stat").read_text())[1]
+            except (OSError, IndexError, ValueError):  # gone meanwhile
                 pass
-        return total / CLOCK_TICKS
+        return total
 
     @property
     def address(self):
@@ -240,19 +239,24 @@ class CpuMeter:
         return result
 
 
+def _stat_cpu(text):
+    """(command name, CPU seconds used so far) from the text of a process's /proc/<pid>/stat."""
+    name, rest = text[text.index("(") + 1:].rsplit(")", 1)
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
 def _cpu_of_commands(commands):
     """CPU seconds used so far by every process whose command name is one of `commands` (0 if none)."""
-    total = 0
+    total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
-        except OSError:  # gone meanwhile
+            name, cpu = _stat_cpu(stat.read_text())
+        except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
-        name = text[text.index("(") + 1:text.rindex(")")]
         if name in commands:
-            fields = text[text.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+            total += cpu
+    return total
 
 
 def _machine_busy():

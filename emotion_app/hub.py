@@ -379,8 +379,8 @@ class Hub:
             conns.add(conn)
             self._count += 1
         if self.draining:
-            # The handshake waits between the draining check and here (simple-websocket starting its reader
-            # thread), so a drain can run in between without seeing this socket.
+            # The handshake can wait between the draining check and here (sending the upgrade's answer), so
+            # a drain can run in between without seeing this socket.
             conn.close(CLOSE_SERVICE_RESTART, "Service restart")
 
     def detach(self, conn):

@@ -92,8 +92,7 @@ class RevocationCache:
             if key in entry.tokens:
                 return
             if self._size >= self._max_tokens:
-                self._users.clear()
-                self._size = 0
+                self._clear()
                 entry = self._users[user_id] = _Entry(version, now)
             entry.tokens.add(key)
             self._size += 1
