@@ -15,6 +15,7 @@ from .commands import prune_command
 from .detection import api as detection_api
 from .detection.service import Detector
 from .broker import create_broker
+from .dbping import ping_when_idle
 from .errors import register_error_handlers
 from .extensions import SessionInterface, db, jwt, migrate, sock
 from .groupcommit import GroupCommitter
@@ -45,9 +46,11 @@ def create_app(overrides=None):
     configure_detection(app)
 
     db.init_app(app)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        with app.app_context():  # creates the engine object only; nothing connects yet
+    with app.app_context():  # the engine object only; nothing connects yet
+        if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
+        elif db.engine.dialect.name == "postgresql":
+            ping_when_idle(db.engine)
     migrate.init_app(app, db, directory=os.path.join(config.BASE_DIR, "migrations"))
     jwt.init_app(app)
     sock.init_app(app)
@@ -133,11 +136,11 @@ def configure_database(app):
         )
     elif uri.startswith("postgresql"):
         # Sessions are short (one per request or socket operation), so a small pool per worker
-        # serves many sockets; pre-ping replaces connections a database restart has broken.
+        # serves many sockets. Connections a database restart has broken are found by dbping.py, which
+        # checks only those that sat idle (pool_pre_ping would cost a round trip on every checkout).
         app.config.setdefault(
             "SQLALCHEMY_ENGINE_OPTIONS",
             {
-                "pool_pre_ping": True,
                 "pool_size": app.config["DB_POOL_SIZE"],
                 "max_overflow": app.config["DB_MAX_OVERFLOW"],
                 "pool_timeout": app.config["DB_POOL_TIMEOUT"],
