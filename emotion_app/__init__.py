@@ -182,8 +182,8 @@ def configure_detection(app):
 def start_delivery(app):
     """Wire the path of an update: group committer -> broker -> this process's hub of sockets; and of a
     revocation: broker -> this process's cache of tokens found not revoked, then the hub."""
-    hub = Hub()
     broker = create_broker(app.config["REDIS_URL"], app.config["BROKER_PREFIX"])
+    hub = Hub(broker.epoch)
     revocations = RevocationCache(broker, app.config["REVOCATION_CACHE_SECONDS"])
 
     def deliver(message):
@@ -194,13 +194,20 @@ def start_delivery(app):
     app.extensions["emotion_hub"] = hub
     app.extensions["emotion_broker"] = broker
     app.extensions["emotion_revocations"] = revocations
-    # Called by the server as the worker starts (gunicorn.conf.py) with the number of workers.
-    app.extensions["emotion_workers"] = revocations.serving_workers
+    def serving_workers(count):
+        # Called by the server as the worker starts (gunicorn.conf.py) with the number of workers. Beside
+        # other workers, a broker that is not shared never hears their revocations and events.
+        revocations.serving_workers(count)
+        if count > 1 and not broker.shared:
+            hub.states.off()
+
+    app.extensions["emotion_workers"] = serving_workers
 
     def drain():
         # Called by the server on SIGTERM (gunicorn.conf.py): close every socket with 1012 at once. The
         # workers replacing this one take logouts its in-process broker would never hear of.
         revocations.off()
+        hub.states.off()
         hub.drain()
 
     app.extensions["emotion_drain"] = drain

@@ -17,6 +17,7 @@ import gevent
 from simple_websocket import ConnectionClosed
 
 from . import messages
+from .heldstate import HeldStates
 from .metrics import DATABASE_ERRORS, DELIVERY_SECONDS, QUEUE_DROPS
 
 log = logging.getLogger(__name__)
@@ -356,12 +357,16 @@ class ReplayFailed(Exception):
 
 
 class Hub:
-    """Open connections of this process, by user id."""
+    """Open connections of this process, by user id, and the state of each of their users (heldstate.py).
 
-    def __init__(self):
+    `epoch` is the broker's epoch(); without it no state is held.
+    """
+
+    def __init__(self, epoch=lambda: None):
         self._by_user = {}
         self._count = 0  # kept as sockets come and go: every handshake asks
         self.draining = False
+        self.states = HeldStates(epoch)
 
     def drain(self):
         """Stop taking sockets and close every open one with 1012, so devices resume on a live worker."""
@@ -391,6 +396,7 @@ class Hub:
             self._count -= 1
             if not conns:
                 del self._by_user[conn.user_id]
+                self.states.forget(conn.user_id)
 
     def connections(self, user_id):
         """The open connections of `user_id` in this process."""
@@ -409,6 +415,7 @@ class Hub:
             conns = self.connections(user_id)
             if not conns:
                 return
+            self.states.saw(conns[0].user_id, event)
             frame = text_frame(messages.emotion_update(event))  # encoded once for all devices
             stored_at = _epoch(event["timestamp"])
             for conn in conns:

@@ -40,6 +40,11 @@ REVOCATION_CHECKS = Counter(
     "Token revocation checks, by where the answer came from (cache: the worker's tokens found not revoked; database)",
     ["source"],
 )
+FIRST_STATES = Counter(
+    "emotion_app_first_states",
+    "Where a new socket's first state came from (held: this worker's, for a user with another socket here; database)",
+    ["source"],
+)
 DATABASE_ERRORS = Counter("emotion_app_database_errors", "Operations that failed because the database was unavailable")
 DETECTIONS = Counter(
     "emotion_app_detections",

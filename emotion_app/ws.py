@@ -25,7 +25,7 @@ from .devices import device_name
 from .errors import ApiError
 from .extensions import db, read_connection, sock
 from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
-from .metrics import DATABASE_ERRORS, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
+from .metrics import DATABASE_ERRORS, FIRST_STATES, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .ratelimit import FrameLimiter, limit_handshakes
 from .security import origin_allowed
 from .stacks import apart
@@ -33,7 +33,9 @@ from .stacks import apart
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ws", __name__)
-ACCEPTED = HANDSHAKES.labels("accepted")  # looked up once, not on every handshake
+# Looked up once, not on every handshake.
+ACCEPTED = HANDSHAKES.labels("accepted")
+HELD_STATE, READ_STATE = FIRST_STATES.labels("held"), FIRST_STATES.labels("database")
 
 
 @bp.before_request
@@ -153,7 +155,7 @@ def emotion_socket(ws):
     online = broker.presence_join(user_id, conn.id, conn.name)
     try:
         try:
-            current, last_seq, pruned = apart(_connect_state, user_id, g.ws_since is not None)
+            current, last_seq, pruned = _first_state(hub.states, conn.user_id, g.ws_since is not None)
         except SQLAlchemyError:
             DATABASE_ERRORS.inc()
             HANDSHAKES.labels("database_unavailable").inc()
@@ -232,7 +234,21 @@ def _in_context(app, func, *args, **kwargs):
         return func(*args, **kwargs)
 
 
-def _connect_state(user_id, resuming):
+def _first_state(states, user_id, resuming):
+    """The user's latest event (or None), last seq, and (when resuming) the pruning mark, for the socket's
+    first frame: held by this worker when the user has another socket here (heldstate.py), else read."""
+    held = None if resuming else states.get(user_id)
+    if held is not None:
+        HELD_STATE.inc()
+        return (*held, 0)
+    READ_STATE.inc()
+    mark = states.mark()
+    current, last_seq, pruned = apart(_read_state, int(user_id), resuming)
+    states.confirm(mark, user_id, current, last_seq)
+    return current, last_seq, pruned
+
+
+def _read_state(user_id, resuming):
     # A connection of its own, handed back at once: no ORM session lives as long as the socket.
     with read_connection() as conn:
         current, last_seq = store.user_state(user_id, conn)

@@ -114,6 +114,34 @@ def refused_everywhere(servers, token, message):
     return all(status == 401 and body["message"] == message for status, body in answers)
 
 
+def held_first_states(server):
+    """How many new sockets got their first state from what their worker holds (summed over workers)."""
+    prefix = 'emotion_app_first_states_total{source="held"}'
+    return sum(float(line.split()[-1]) for line in server.request("GET", "/metrics")[1].splitlines()
+               if line.startswith(prefix))
+
+
+def test_the_state_a_worker_holds_follows_updates_made_on_other_hosts(cluster):
+    host_a, host_b, two_workers = cluster
+    token = host_a.login()["access_token"]
+    sockets = devices_on_every_worker(host_b, two_workers, token)
+    for emotion in ("happy", "sad"):
+        # Made on a host with no socket of the user: it reaches the others only through Redis.
+        status, event = host_a.request("POST", "/api/emotions", {"emotion": emotion}, token=token)
+        assert status == 201
+        for ws in sockets:
+            assert recv_json(ws) == {"type": "emotion_update", **event}
+        held = {server: held_first_states(server) for server in (host_b, two_workers)}
+        for server in (host_b, host_b, two_workers, two_workers, two_workers):
+            ws, hello = server.device(token)
+            assert hello["current"] == event and hello["last_event_id"] == event["id"]
+            sockets.append(ws)
+        # Each worker holds the user from its first socket (or the first after its listener subscribed) on.
+        assert held_first_states(host_b) > held[host_b] and held_first_states(two_workers) > held[two_workers]
+    for ws in sockets:
+        ws.close()
+
+
 def test_logout_on_one_host_closes_sockets_on_the_others(cluster):
     host_a, host_b, two_workers = cluster
     tokens = host_a.login()

@@ -9,7 +9,7 @@ import time
 import pytest
 import websocket
 
-from tests.conftest import recv_close, recv_json
+from tests.conftest import recv_close, recv_json, wait_until
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -222,6 +222,46 @@ def test_http_post_reaches_every_socket(live_server):
         frame = recv_json(ws)
         assert frame == {"type": "emotion_update", **event}
         ws.close()
+
+
+def first_states(server):
+    """{source: count} of emotion_app_first_states_total (where new sockets' first state came from)."""
+    prefix = "emotion_app_first_states_total{source="
+    lines = server.request("GET", "/metrics")[1].splitlines()
+    return {line[len(prefix) + 1:].split('"')[0]: float(line.split()[-1]) for line in lines if line.startswith(prefix)}
+
+
+def test_a_users_next_device_starts_from_the_state_its_worker_holds(live_server):
+    tokens = live_server.login()
+    token = tokens["access_token"]
+    first, _ = live_server.device(token)
+    first.send(json.dumps({"type": "emotion_update", "emotion": "happy"}))
+    happy = recv_json(first)
+    status, sad = live_server.request("POST", "/api/emotions", {"emotion": "sad"}, token=token)
+    assert status == 201 and recv_json(first) == {"type": "emotion_update", **sad}
+
+    before = first_states(live_server)
+    second, hello = live_server.device(token)
+    after = first_states(live_server)
+    assert after.get("held", 0) == before.get("held", 0) + 1, (before, after)
+    assert hello["current"] == sad and hello["last_event_id"] == sad["id"]
+    # It carries on from there: the next event arrives once, as on the first device.
+    status, angry = live_server.request("POST", "/api/emotions", {"emotion": "angry"}, token=token)
+    for ws in (first, second):
+        assert recv_json(ws) == {"type": "emotion_update", **angry}
+        assert_quiet(ws)
+    assert happy["id"] < sad["id"] < angry["id"]
+
+    # With the user's sockets gone, the worker holds nothing for them: the next device reads SQL.
+    first.close()
+    second.close()
+    wait_until(lambda: live_server.request("GET", "/api/devices", token=token)[1]["devices"] == 0, timeout=5,
+               message="the user's sockets to be gone")
+    before = first_states(live_server)
+    third, hello = live_server.device(token)
+    assert first_states(live_server).get("database", 0) == before.get("database", 0) + 1
+    assert hello["current"] == angry
+    third.close()
 
 
 def test_server_pings_keep_a_quiet_socket_alive(server_factory):
