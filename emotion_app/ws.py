@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, g, request
 from flask.globals import request_ctx
-from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from flask_jwt_extended import decode_token, get_jwt, verify_jwt_in_request
+from flask_jwt_extended.internal_utils import verify_token_type
 from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -75,11 +76,21 @@ def authenticate():
 
 
 def _token_claims():
-    # A header wins over ?token=; with no header, look in the URL alone (flask-jwt-extended would first
-    # raise and catch an error for the missing header).
-    in_url = "token" in request.args and "Authorization" not in request.headers
-    verify_jwt_in_request(locations=["query_string"] if in_url else ["headers", "query_string"])
-    return get_jwt()
+    token = request.args.get("token")
+    if not token or "Authorization" in request.headers:
+        # A header wins over ?token=, as flask-jwt-extended decides.
+        verify_jwt_in_request(locations=["headers", "query_string"])
+        return get_jwt()
+    # ?token= alone, the way browsers connect: the checks verify_jwt_in_request makes, in its order and
+    # with its errors, without its second, unverified decode of the token's header for callbacks this
+    # service does not register.
+    claims = decode_token(token)
+    verify_token_type(claims, refresh=False)
+    logs.bind(user_id=claims.get("sub"))  # as for every authenticated request (auth.register_jwt_callbacks)
+    revoked = revocation(claims)
+    if revoked:
+        raise ApiError(401, *revoked)
+    return claims
 
 
 def _ticket_claims():
