@@ -1,24 +1,25 @@
-"""The current state of the users who have sockets on this worker, so that a user's next device connects
-without a database read.
+"""The current state of the users who connected to this worker lately, so that their next device (or the
+same one, reconnecting) starts without a database read.
 
-A device's first frame carries its user's latest event and the seq it resumes from. For a user with a socket
-here already, the worker knows both: it read them when that socket connected, and the hub has seen every
-event of the user since. The state held for a user is used only while all of these hold:
+A device's first frame carries its user's latest event and the seq it resumes from. Once a socket of the
+user has read both from the database, the worker can keep them current by itself: the broker hands every
+worker every event (one channel). The state held for a user is used only while all of these hold:
 
 - a database read confirmed it, in the broker epoch it is used in (the broker then delivered every event
   since: a Redis listener that lost its connection may have lost events with it, see revocations.py), and
-  no longer ago than `lifetime` (a change made outside the app, or an event whose publishing failed);
-- the user has had a socket on this worker ever since: the entry goes with the user's last socket;
-- it is at least as new as every event of the user the hub has seen. Events seen while the confirming read
-  ran are kept (the hub records them for any user with a socket here), so a read that missed an event
+  no longer ago than `lifetime` (for a change made outside the app, or an event whose publishing failed);
+- it is at least as new as every event of the user the worker has seen since the read began. Events that
+  arrive while a read runs are kept (`reading` announces the read), so a read that missed an event
   committed during it cannot hide it.
 
 Everything else reads the database, as does a device resuming with `since` (it needs the pruning mark).
+At most `max_users` users are held; past that, everything is dropped and the worker starts again.
 """
 import threading
 import time
 
 LIFETIME = 60.0  # seconds a confirmed state is trusted
+MAX_USERS = 10_000
 
 
 class _Held:
@@ -32,16 +33,18 @@ class _Held:
 
 
 class HeldStates:
-    """The state of each user with a socket here, by user id (the hub's keys: strings).
+    """The state of the users read lately, by user id (a string, as the hub keys its sockets).
 
     `epoch` is the broker's epoch() (its result None: nothing is held).
     """
 
-    def __init__(self, epoch, lifetime=LIFETIME, clock=time.monotonic):
+    def __init__(self, epoch, lifetime=LIFETIME, max_users=MAX_USERS, clock=time.monotonic):
         self._epoch = epoch
         self.lifetime = lifetime
+        self._max_users = max_users
         self._clock = clock
         self._users = {}
+        self._reading = {}  # user id -> reads under way
         # Under gevent nothing here waits, so greenlets never interleave; the lock is for real threads
         # (the Redis listener outside gevent, e.g. `flask run`).
         self._lock = threading.Lock()
@@ -56,36 +59,40 @@ class HeldStates:
                 return None
             return held.current, held.seq
 
-    def mark(self):
-        """Taken before the database read whose result is handed to `confirm`."""
-        return self._epoch()
+    def reading(self, user_id):
+        """Announce a database read of the user's state; return the mark to hand to `confirm` (or to
+        `abandon`, if the read fails)."""
+        with self._lock:
+            self._reading[user_id] = self._reading.get(user_id, 0) + 1
+            return self._epoch()
 
     def confirm(self, mark, user_id, current, last_seq):
-        """Hold what a database read found for a user with a socket here (it was attached before the read),
-        unless the broker's epoch changed since `mark`: events may have been missed meanwhile."""
+        """Hold what the database read announced with `reading` found, unless the broker's epoch changed
+        since `mark`: events may have been missed meanwhile."""
         with self._lock:
+            self._done_reading(user_id)
             if mark is None or mark != self._epoch() or not self.lifetime:
                 return
-            held = self._users.get(user_id)
-            if held is None:
-                held = self._users[user_id] = _Held()
+            held = self._users.get(user_id) or self._new(user_id)
             if last_seq >= held.seq:
                 held.seq, held.current = last_seq, current
             held.epoch, held.confirmed_at = mark, self._clock()
 
+    def abandon(self, user_id):
+        """The read announced with `reading` failed."""
+        with self._lock:
+            self._done_reading(user_id)
+
     def saw(self, user_id, event):
-        """Note an event of a user with a socket here, as the hub delivers it."""
+        """Note an event as the broker delivers it (to this worker, which may hold no socket of its user)."""
         with self._lock:
             held = self._users.get(user_id)
             if held is None:
-                held = self._users[user_id] = _Held()
+                if user_id not in self._reading:
+                    return  # nothing held for this user, and nothing being read
+                held = self._new(user_id)
             if event["seq"] > held.seq:
                 held.seq, held.current = event["seq"], event
-
-    def forget(self, user_id):
-        """The user's last socket here has gone."""
-        with self._lock:
-            self._users.pop(user_id, None)
 
     def off(self):
         """Read every state from the database from now on."""
@@ -95,3 +102,14 @@ class HeldStates:
 
     def __len__(self):
         return len(self._users)
+
+    def _new(self, user_id):
+        if len(self._users) >= self._max_users:
+            self._users.clear()
+        held = self._users[user_id] = _Held()
+        return held
+
+    def _done_reading(self, user_id):
+        left = self._reading.pop(user_id, 1) - 1
+        if left:
+            self._reading[user_id] = left

@@ -357,7 +357,8 @@ class ReplayFailed(Exception):
 
 
 class Hub:
-    """Open connections of this process, by user id, and the state of each of their users (heldstate.py).
+    """Open connections of this process, by user id, and the state of the users who connected lately
+    (heldstate.py).
 
     `epoch` is the broker's epoch(); without it no state is held.
     """
@@ -396,7 +397,6 @@ class Hub:
             self._count -= 1
             if not conns:
                 del self._by_user[conn.user_id]
-                self.states.forget(conn.user_id)
 
     def connections(self, user_id):
         """The open connections of `user_id` in this process."""
@@ -412,10 +412,10 @@ class Hub:
         user_id = message.get("user_id")
         if kind == "event":
             event = message["event"]
+            self.states.saw(str(user_id), event)
             conns = self.connections(user_id)
             if not conns:
                 return
-            self.states.saw(conns[0].user_id, event)
             frame = text_frame(messages.emotion_update(event))  # encoded once for all devices
             stored_at = _epoch(event["timestamp"])
             for conn in conns:

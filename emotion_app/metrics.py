@@ -42,7 +42,7 @@ REVOCATION_CHECKS = Counter(
 )
 FIRST_STATES = Counter(
     "emotion_app_first_states",
-    "Where a new socket's first state came from (held: this worker's, for a user with another socket here; database)",
+    "Where a new socket's first state came from (held: kept by its worker since a recent read; database)",
     ["source"],
 )
 DATABASE_ERRORS = Counter("emotion_app_database_errors", "Operations that failed because the database was unavailable")

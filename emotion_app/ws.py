@@ -247,14 +247,18 @@ def _in_context(app, func, *args, **kwargs):
 
 def _first_state(states, user_id, resuming):
     """The user's latest event (or None), last seq, and (when resuming) the pruning mark, for the socket's
-    first frame: held by this worker when the user has another socket here (heldstate.py), else read."""
+    first frame: held by this worker when it read them lately (heldstate.py), else read now."""
     held = None if resuming else states.get(user_id)
     if held is not None:
         HELD_STATE.inc()
         return (*held, 0)
     READ_STATE.inc()
-    mark = states.mark()
-    current, last_seq, pruned = apart(_read_state, int(user_id), resuming)
+    mark = states.reading(user_id)
+    try:
+        current, last_seq, pruned = apart(_read_state, int(user_id), resuming)
+    except BaseException:
+        states.abandon(user_id)
+        raise
     states.confirm(mark, user_id, current, last_seq)
     return current, last_seq, pruned
 

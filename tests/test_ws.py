@@ -231,7 +231,7 @@ def first_states(server):
     return {line[len(prefix) + 1:].split('"')[0]: float(line.split()[-1]) for line in lines if line.startswith(prefix)}
 
 
-def test_a_users_next_device_starts_from_the_state_its_worker_holds(live_server):
+def test_a_users_next_device_starts_from_the_state_its_worker_keeps(live_server):
     tokens = live_server.login()
     token = tokens["access_token"]
     first, _ = live_server.device(token)
@@ -252,16 +252,27 @@ def test_a_users_next_device_starts_from_the_state_its_worker_holds(live_server)
         assert_quiet(ws)
     assert happy["id"] < sad["id"] < angry["id"]
 
-    # With the user's sockets gone, the worker holds nothing for them: the next device reads SQL.
+    # With the user's sockets gone, the worker still follows the user's events: a device coming back
+    # starts from the latest, still without a database read.
     first.close()
     second.close()
     wait_until(lambda: live_server.request("GET", "/api/devices", token=token)[1]["devices"] == 0, timeout=5,
                message="the user's sockets to be gone")
+    status, neutral = live_server.request("POST", "/api/emotions", {"emotion": "neutral"}, token=token)
+    assert status == 201
     before = first_states(live_server)
     third, hello = live_server.device(token)
-    assert first_states(live_server).get("database", 0) == before.get("database", 0) + 1
-    assert hello["current"] == angry
+    assert first_states(live_server).get("held", 0) == before.get("held", 0) + 1
+    assert hello["current"] == neutral
     third.close()
+
+    # A user none of whose devices connected to this worker yet is read from the database.
+    other = live_server.login()["access_token"]
+    before = first_states(live_server)
+    ws, hello = live_server.device(other)
+    assert first_states(live_server).get("database", 0) == before.get("database", 0) + 1
+    assert hello["current"] is None
+    ws.close()
 
 
 def test_server_pings_keep_a_quiet_socket_alive(server_factory):
