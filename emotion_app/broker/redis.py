@@ -135,7 +135,8 @@ class RedisBroker(Broker):
         round trip; None (logged as "presence <failure>") while Redis is unreachable."""
         key = self._presence_key(user_id)
         try:
-            pipe = self._redis().pipeline()
+            # No MULTI/EXEC: the commands still run in order, and each reply is a state the set was in.
+            pipe = self._redis().pipeline(transaction=False)
             if change is not None:
                 change(pipe, key)
             pipe.zremrangebyscore(key, "-inf", time.time())
@@ -149,7 +150,7 @@ class RedisBroker(Broker):
         """How many sockets the user has open on every host; None while Redis is unreachable."""
         key = self._presence_key(user_id)
         try:
-            pipe = self._redis().pipeline()
+            pipe = self._redis().pipeline(transaction=False)
             pipe.zremrangebyscore(key, "-inf", time.time())
             pipe.zcard(key)
             return pipe.execute()[1]
