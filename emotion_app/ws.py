@@ -37,6 +37,7 @@ bp = Blueprint("ws", __name__)
 # Looked up once, not on every handshake.
 ACCEPTED = HANDSHAKES.labels("accepted")
 HELD_STATE, READ_STATE = FIRST_STATES.labels("held"), FIRST_STATES.labels("database")
+FRAME_COUNTERS = {}  # frame type -> its FRAMES child
 
 
 @bp.before_request
@@ -322,7 +323,7 @@ def _handle(app, conn, data):
     """Act on one client frame; return the frame to answer with, if any."""
     try:
         frame = messages.parse_frame(data)
-        FRAMES.labels(frame["type"]).inc()
+        _count_frame(frame["type"])
         if frame["type"] == "ping":
             return messages.pong(frame.get("timestamp"))
         if frame["type"] == "sync":
@@ -348,6 +349,14 @@ def _handle(app, conn, data):
         return messages.encode({"type": "emotion_update", **event, "duplicate": True})
     # The stored event reaches this socket through the hub like every other device: that is the ack.
     return None
+
+
+def _count_frame(kind):
+    # One counter per frame type (parse_frame knows a handful), looked up once: every frame is counted.
+    counter = FRAME_COUNTERS.get(kind)
+    if counter is None:
+        counter = FRAME_COUNTERS[kind] = FRAMES.labels(kind)
+    counter.inc()
 
 
 def _detect(app, conn, frame, request_id):
