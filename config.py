@@ -159,7 +159,7 @@ def settings(env=None):
         "REDIS_URL": env.get("REDIS_URL") or None,
         "BROKER_PREFIX": env.get("BROKER_PREFIX") or "emotion_app",
         "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 10, minimum=1),
-        # None by default: an overflow connection is closed as soon as it is handed back, and opening one
+        # No overflow connections by default: each is closed as soon as it is handed back, and opening one
         # costs more than waiting for a pooled one (docs/performance.md, PostgreSQL handshakes).
         "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 0),
         "DB_POOL_TIMEOUT": _float(env, "DB_POOL_TIMEOUT", 10.0, minimum=0.1),
