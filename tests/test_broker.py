@@ -167,6 +167,37 @@ def test_presence_of_a_process_that_stops_refreshing_expires(make_redis_broker, 
     assert alive.presence_count("7") == 1
 
 
+def test_a_socket_that_leaves_during_a_refresh_is_not_put_back(make_redis_broker):
+    broker, _ = make_redis_broker()
+    broker.presence_join("7", PHONE, "Pixel 8")
+    broker.presence_join("7", TABLET, "iPad")
+    client = broker._redis()
+    real_pipeline = client.pipeline
+    leaving = [lambda: broker.presence_leave("7", PHONE)]
+
+    def pipeline(*args, **kwargs):
+        # The phone's socket closes while the refresh is on its way: its removal reaches Redis first.
+        pipe = real_pipeline(*args, **kwargs)
+        run = pipe.execute
+
+        def execute(*a, **k):
+            if leaving:
+                leaving.pop()()
+            return run(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    client.pipeline = pipeline
+    try:
+        broker._refreshed = 0.0
+        broker._refresh_presence()
+    finally:
+        client.pipeline = real_pipeline
+    assert not leaving
+    assert broker.presence_list("7") == [{"id": TABLET, "name": "iPad"}]
+
+
 def test_presence_is_none_while_redis_is_unreachable():
     broker = RedisBroker("redis://127.0.0.1:1/0", "p")  # nothing listens on port 1
     assert broker.presence_join("7", PHONE, "Pixel 8") is None

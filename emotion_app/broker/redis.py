@@ -164,12 +164,22 @@ class RedisBroker(Broker):
         if now - self._refreshed < PRESENCE_REFRESH:
             return
         self._refreshed = now
+        present = {user_id: dict(members) for user_id, members in list(self._members.items())}
         pipe = self._redis().pipeline(transaction=False)
-        for user_id, members in list(self._members.items()):
+        for user_id, members in present.items():
             key = self._presence_key(user_id)
             pipe.zadd(key, {entry: now + PRESENCE_TTL for entry in members.values()})
             pipe.expire(key, int(PRESENCE_TTL) + 1)
         pipe.execute()
+        # A socket that closed while this was on its way (its removal may have reached Redis first) was
+        # put back: take it out again, or other devices would list it until it expires.
+        gone = [(user_id, entry) for user_id, members in present.items() for member, entry in members.items()
+                if member not in self._members.get(user_id, ())]
+        if gone:
+            pipe = self._redis().pipeline(transaction=False)
+            for user_id, entry in gone:
+                pipe.zrem(self._presence_key(user_id), entry)
+            pipe.execute()
 
     def put_ticket(self, key, value, ttl):
         self._redis().set(f"{self._prefix}:ticket:{key}", value, ex=max(1, int(ttl)))
