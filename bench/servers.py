@@ -44,7 +44,10 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warning",
                "DATABASE_URL": f"sqlite:///{self.workdir}/bench.db",
-               "PROMETHEUS_MULTIPROC_DIR": f"{self.workdir}/metrics", **LIMITS_OFF, **self.env}
+               "PROMETHEUS_MULTIPROC_DIR": f"{self.workdir}/metrics",
+               # A Redis namespace of its own: presence left behind by an earlier run's killed server (kept
+               # until it expires) would otherwise lengthen this run's device lists.
+               "BROKER_PREFIX": f"bench_{uuid.uuid4().hex[:8]}", **LIMITS_OFF, **self.env}
         self.database_url = env["DATABASE_URL"]
         subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
