@@ -197,8 +197,9 @@ def start_delivery(app):
     def serving_workers(count):
         # Called by the server as the worker starts (gunicorn.conf.py) with the number of workers. Beside
         # other workers, a broker that is not shared never hears their revocations and events.
-        revocations.serving_workers(count)
         if count > 1 and not broker.shared:
+            log.warning("%d workers with the in-process broker: tokens and states are read from the database", count)
+            revocations.off()
             hub.states.off()
 
     app.extensions["emotion_workers"] = serving_workers

@@ -14,11 +14,8 @@ A token counts as not revoked without a database read only while all of these ho
 
 Refusals (revoked, unknown user) are never kept: they are read from the database every time.
 """
-import logging
 import threading
 import time
-
-log = logging.getLogger(__name__)
 
 # Above this many tokens kept in one worker, everything is dropped and the cache fills again.
 MAX_TOKENS = 100_000
@@ -113,13 +110,6 @@ class RevocationCache:
         with self._lock:
             self.lifetime = 0
             self._clear()
-
-    def serving_workers(self, count):
-        """Learn how many worker processes serve the app. Beside other workers, a broker that is not shared
-        never hears their revocations, so the cache is turned off."""
-        if count > 1 and not self._broker.shared and self.lifetime:
-            log.warning("%d workers with the in-process broker: every token is checked in the database", count)
-            self.off()
 
     def __len__(self):
         """How many tokens are kept."""

@@ -88,10 +88,7 @@ def _token_claims():
     claims = decode_token(token)
     verify_token_type(claims, refresh=False)
     logs.bind(user_id=claims.get("sub"))  # as for every authenticated request (auth.register_jwt_callbacks)
-    revoked = revocation(claims)
-    if revoked:
-        raise ApiError(401, *revoked)
-    return claims
+    return _not_revoked(claims)
 
 
 def _ticket_claims():
@@ -101,6 +98,11 @@ def _ticket_claims():
         verify_jwt_in_request(locations=["headers"])
         if get_jwt()["sub"] != claims["sub"]:
             raise ApiError(401, "invalid_ticket", "This ticket belongs to another user")
+    return _not_revoked(claims)
+
+
+def _not_revoked(claims):
+    """`claims`, unless their token has been revoked (401, saying why)."""
     revoked = revocation(claims)
     if revoked:
         raise ApiError(401, *revoked)

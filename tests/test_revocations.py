@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import event
 
-from emotion_app.broker.memory import MemoryBroker
 from emotion_app.broker.redis import RedisBroker
 from emotion_app.extensions import db
 from emotion_app.revocations import RevocationCache
@@ -124,23 +123,28 @@ def test_a_new_token_version_replaces_the_users_entry():
     assert cache.allows(7, "jti-b", "sid-b", 1) and not cache.allows(7, "jti-a", "sid-a", 0) and len(cache) == 1
 
 
-def test_off_and_beside_other_workers():
+def test_a_cache_that_is_off_keeps_and_knows_nothing():
     assert not RevocationCache(listening_broker(), 0).allows(7, "jti-a", "sid-a", 0)
     zero = RevocationCache(listening_broker(), 0)
     zero.remember(zero.mark(), 7, "jti-a", "sid-a", 0)
     assert len(zero) == 0
 
-    # The in-process broker hears its own worker only: beside others, the cache turns off.
-    alone = RevocationCache(MemoryBroker(), 60)
-    alone.serving_workers(1)
-    alone.remember(alone.mark(), 7, "jti-a", "sid-a", 0)
-    assert alone.allows(7, "jti-a", "sid-a", 0)
-    alone.serving_workers(3)
-    assert not alone.allows(7, "jti-a", "sid-a", 0) and len(alone) == 0
-    shared = RevocationCache(listening_broker(shared=True), 60)
-    shared.serving_workers(3)
-    shared.remember(shared.mark(), 7, "jti-a", "sid-a", 0)
-    assert shared.allows(7, "jti-a", "sid-a", 0)
+
+def test_beside_other_workers_the_in_process_broker_turns_the_caches_off(make_app, redis_url):
+    # The in-process broker hears its own worker only: beside others, tokens and first states are read.
+    alone = make_app()
+    known, states = alone.extensions["emotion_revocations"], alone.extensions["emotion_hub"].states
+    alone.extensions["emotion_workers"](1)
+    known.remember(known.mark(), 7, "jti-a", "sid-a", 0)
+    states.confirm(states.reading("7"), "7", None, 0)
+    assert known.allows(7, "jti-a", "sid-a", 0) and states.get("7") == (None, 0)
+    alone.extensions["emotion_workers"](3)
+    assert not known.allows(7, "jti-a", "sid-a", 0) and len(known) == 0
+    assert states.get("7") is None and len(states) == 0
+    # A shared broker hears every worker: both stay on.
+    shared = make_app(REDIS_URL=redis_url, BROKER_PREFIX=f"t{uuid.uuid4().hex[:8]}")
+    shared.extensions["emotion_workers"](3)
+    assert shared.extensions["emotion_revocations"].lifetime and shared.extensions["emotion_hub"].states.lifetime
 
 
 def test_the_cache_follows_the_redis_listener(private_redis):

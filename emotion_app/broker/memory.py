@@ -19,7 +19,7 @@ class MemoryBroker(Broker):
     def epoch(self):
         # Every message published in this process is delivered here as it is published, and there is no
         # connection to lose. Other processes are never heard: the in-process broker serves one worker
-        # (config.server_settings), and the revocation cache turns itself off beside others.
+        # (config.server_settings), and beside others the worker's caches are turned off (start_delivery).
         return 0
 
     def presence_join(self, user_id, member, name=None):
