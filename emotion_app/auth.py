@@ -5,7 +5,6 @@ A login starts a session: its refresh token's id (`jti`) is the session id (`sid
 that login carries, so revoking the session id (logout with either token) revokes them all. Tokens also
 carry the user's token version (`ver`); a password change raises it, revoking every earlier token.
 """
-import re
 import uuid
 from datetime import datetime, timezone
 
@@ -25,34 +24,14 @@ from sqlalchemy.exc import IntegrityError
 from . import logs
 from .errors import ApiError, error_response
 from .extensions import db, jwt, read_connection
-from .http import invalid_fields, json_object
+from .contract.bodies import Credentials, PasswordChange, Registration
+from .http import checked_body
 from .metrics import REVOCATION_CHECKS
 from .models import RevokedToken, User
 from .passwords import check_password, hash_password
 from .ratelimit import auth_per_address, login_failures_per_username
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
-
-USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,32}")
-PASSWORD_MIN, PASSWORD_MAX = 8, 256
-
-
-def _credentials(body, check_rules):
-    """Return (username, password) from a body; with `check_rules`, enforce the registration rules."""
-    username, password = body.get("username"), body.get("password")
-    problems = {}
-    if not isinstance(username, str) or not username:
-        problems["username"] = "Field 'username' is required and must be a string"
-    elif check_rules and not USERNAME_RE.fullmatch(username):
-        problems["username"] = "Field 'username' must be 3-32 characters: letters, digits, '_', '.' or '-'"
-    if not isinstance(password, str) or not password:
-        problems["password"] = "Field 'password' is required and must be a string"
-    elif check_rules and not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        problems["password"] = f"Field 'password' must be {PASSWORD_MIN}-{PASSWORD_MAX} characters"
-    if problems:
-        invalid_fields(problems)
-    return username, password
-
 
 def _access_token(user_id, sid, version):
     return create_access_token(identity=str(user_id), additional_claims={"sid": sid, "ver": version})
@@ -77,8 +56,9 @@ def _token_response(user):
 @auth_per_address
 def register():
     """Create an account: 201 with the user, 409 when the name is taken (case-insensitively)."""
-    username, password = _credentials(json_object(), check_rules=True)
-    pw_hash = hash_password(password)
+    body = checked_body(Registration)
+    username = body.username
+    pw_hash = hash_password(body.password)
     user = User(username=username, username_key=username.lower(), password_hash=pw_hash)
     db.session.add(user)
     try:
@@ -94,11 +74,11 @@ def register():
 @login_failures_per_username
 def login():
     """Exchange username and password for an access and a refresh token."""
-    username, password = _credentials(json_object(), check_rules=False)
-    user = db.session.scalars(select(User).where(User.username_key == username.lower())).first()
+    body = checked_body(Credentials)
+    user = db.session.scalars(select(User).where(User.username_key == body.username.lower())).first()
     # End the read transaction before hashing, so the pooled connection is free meanwhile.
     db.session.commit()
-    if not check_password(user.password_hash if user else None, password):
+    if not check_password(user.password_hash if user else None, body.password):
         raise ApiError(401, "invalid_credentials", "Invalid username or password")
     return jsonify(_token_response(user))
 
@@ -145,15 +125,8 @@ def _revoke(jti, user_id, token_type, expires_at):
 def change_password():
     """Change the password: every token of the user is revoked and their sockets close; the answer is a
     new session for this device, like a login."""
-    body = json_object()
-    current, new = body.get("current_password"), body.get("new_password")
-    problems = {}
-    if not isinstance(current, str) or not current:
-        problems["current_password"] = "Field 'current_password' is required and must be a string"
-    if not isinstance(new, str) or not PASSWORD_MIN <= len(new) <= PASSWORD_MAX:
-        problems["new_password"] = f"Field 'new_password' must be a string of {PASSWORD_MIN}-{PASSWORD_MAX} characters"
-    if problems:
-        invalid_fields(problems)
+    body = checked_body(PasswordChange)
+    current, new = body.current_password, body.new_password
     user_id = int(get_jwt()["sub"])
     user = db.session.get(User, user_id)
     db.session.commit()  # hashing is slow: no transaction (and pooled connection) held meanwhile

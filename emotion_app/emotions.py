@@ -1,12 +1,10 @@
 """`/api/emotions`: set the current emotion over HTTP, read it, and page through history."""
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 from flask_jwt_extended import get_jwt_identity, jwt_required
 
 from . import store
-from .devices import device_name
-from .errors import ApiError
-from .http import json_object
-from .messages import FrameError, validate_update
+from .contract.bodies import EmotionChange, HistoryQuery
+from .http import checked_body, checked_query
 
 bp = Blueprint("emotions", __name__, url_prefix="/api/emotions")
 
@@ -15,13 +13,10 @@ bp = Blueprint("emotions", __name__, url_prefix="/api/emotions")
 @jwt_required()
 def post_emotion():
     """Store an emotion and push it to every device of the user: the same path as a socket update."""
-    body = json_object()
-    try:
-        emotion, client_timestamp, client_msg_id = validate_update(body, current_app.config["EMOTIONS"])
-    except FrameError as exc:
-        raise ApiError(400, exc.code, exc.message, field=exc.field) from None
-    device = device_name(body.get("device"))
-    event, created = store.record_emotion(int(get_jwt_identity()), emotion, client_timestamp, client_msg_id, device)
+    body = checked_body(EmotionChange)
+    event, created = store.record_emotion(
+        int(get_jwt_identity()), body.emotion, body.timestamp, body.client_msg_id, body.device
+    )
     if not created:
         # A repeat of a client_msg_id: the original event, nothing new stored.
         return jsonify({**event, "duplicate": True}), 200
@@ -43,23 +38,13 @@ def current():
     )
 
 
-def _positive_int(name, default=None, maximum=None):
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ApiError(400, "invalid_parameter", f"Query parameter '{name}' must be a positive whole number", field=name)
-    value = int(raw)
-    return min(value, maximum) if maximum else value
-
-
 @bp.get("")
 @jwt_required()
 def list_emotions():
     """The user's events, newest first: `limit` (capped) per page, `before` an event id to page on."""
     cap = current_app.config["HISTORY_MAX_LIMIT"]
-    limit = _positive_int("limit", default=min(50, cap), maximum=cap)
-    before = _positive_int("before")
-    events = store.history(int(get_jwt_identity()), limit, before)
+    query = checked_query(HistoryQuery)
+    limit = min(query.limit or 50, cap)
+    events = store.history(int(get_jwt_identity()), limit, query.before)
     next_before = events[-1]["id"] if len(events) == limit else None
     return jsonify({"events": events, "limit": limit, "next_before": next_before})

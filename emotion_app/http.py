@@ -1,8 +1,9 @@
-"""Reading JSON request bodies with precise errors."""
-from flask import g, request
+"""Reading JSON request bodies and query strings, checked against their models, with precise errors."""
+from flask import current_app, g, request
 
+from .contract.validation import FrameError, check
 from .errors import ApiError
-from .messages import FrameError, loads
+from .messages import loads
 
 
 def json_object(any_content_type=False):
@@ -32,9 +33,18 @@ def json_object_or_none():
         return None
 
 
-def invalid_fields(problems):
-    """Raise one 400 that names every invalid field: `problems` maps field name to what is wrong."""
-    names = ", ".join(problems)
-    first = next(iter(problems.values()))
-    message = first if len(problems) == 1 else f"Invalid fields: {names}"
-    raise ApiError(400, "invalid_field", message, field=next(iter(problems)), fields=problems)
+def checked_body(model, fields=None):
+    """The JSON body (or `fields`, e.g. a form's) validated as `model`, or one 400 naming every invalid field."""
+    try:
+        return check(model, json_object() if fields is None else fields, current_app.config)
+    except FrameError as exc:
+        raise ApiError(400, exc.code, exc.message, field=exc.field, fields=exc.problems) from None
+
+
+def checked_query(model):
+    """The query string validated as `model` (its first value of each parameter), or the 400 that says why."""
+    try:
+        return check(model, request.args.to_dict(), current_app.config, noun="Query parameter")
+    except FrameError as exc:
+        code = "invalid_parameter" if exc.code in ("invalid_field", "missing_field") else exc.code
+        raise ApiError(400, code, exc.message, field=exc.field) from None

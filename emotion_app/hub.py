@@ -145,7 +145,7 @@ class Connection:
         self.jti = jti
         self.sid = sid  # the login session the token belongs to
         self.expires_at = expires_at  # when the token expires (epoch seconds); a refresh moves it
-        self.name = name  # the name the device gave itself (devices.device_name), or None
+        self.name = name  # the name the device gave itself (contract/fields.py normalises it), or None
         # A deque only while something waits: an empty one costs 760 bytes, and idle sockets need none.
         self.queue = NOTHING_QUEUED
         self._queue_size = queue_size

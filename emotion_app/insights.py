@@ -3,7 +3,8 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import get_jwt_identity, jwt_required
 
 from . import export, stats
-from .errors import ApiError
+from .contract.bodies import ExportQuery, StatsQuery
+from .http import checked_query
 from .timerange import time_range
 from .timeutil import utcnow
 
@@ -15,7 +16,8 @@ bp = Blueprint("insights", __name__, url_prefix="/api/emotions")
 def emotion_stats():
     """Seconds and changes per emotion in each hour, day or week of a range, and over the whole range."""
     now = utcnow()
-    start, end, bucket, zone = stats.parse_args(request.args, now)
+    bucket = checked_query(StatsQuery).bucket
+    start, end, zone = stats.parse_args(request.args, bucket, now)
     emotions = current_app.config["EMOTIONS"]
     return jsonify(stats.summarize(int(get_jwt_identity()), start, end, bucket, zone, now, emotions))
 
@@ -24,8 +26,6 @@ def emotion_stats():
 @jwt_required()
 def export_events():
     """Every event of the user (or those in from/to), oldest first, as a CSV or JSON attachment."""
-    fmt = request.args.get("format", "csv")
-    if fmt not in export.CONTENT_TYPES:
-        raise ApiError(400, "invalid_parameter", "Query parameter 'format' must be csv or json", field="format")
+    fmt = checked_query(ExportQuery).format
     start, end, zone = time_range(request.args)
     return export.download(current_app._get_current_object(), int(get_jwt_identity()), fmt, start, end, zone)

@@ -1,24 +1,16 @@
 """The wire format, in one place: parsing and validating client frames, building server frames."""
 import json
 
-from .timeutil import isoformat, parse_client_timestamp, utcnow
+from .contract.frames import CLIENT_FRAMES
+from .contract.validation import FrameError, check
+from .timeutil import isoformat, utcnow
 
-CLIENT_TYPES = ("emotion_update", "ping", "sync", "refresh", "detect")
+CLIENT_TYPES = tuple(CLIENT_FRAMES)
 WELCOME = "Connected to emotion detection WebSocket server"
 # Codes of frames refused before their type was known.
 UNPARSED = ("binary_not_supported", "invalid_format", "too_deep", "missing_type", "unknown_type")
 # Our messages are flat; deeper JSON is refused before it can cost stack or memory.
 MAX_DEPTH = 8
-
-
-class FrameError(Exception):
-    """A client frame or body that cannot be accepted; `message` is what the client is told."""
-
-    def __init__(self, code, message, field=None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 def loads(data):
@@ -47,8 +39,11 @@ def _depth(value):
     return deepest
 
 
-def parse_frame(data):
-    """Decode one client frame into a dict with a known `type`, or raise FrameError."""
+def parse_frame(data, settings):
+    """Decode one client frame into its model (contract/frames.py), or raise FrameError.
+
+    `settings` (the app's config) holds the bounds that are settings, such as the vocabulary.
+    """
     if not isinstance(data, str):
         raise FrameError("binary_not_supported", "Binary frames are not supported: send JSON as text frames")
     try:
@@ -60,81 +55,19 @@ def parse_frame(data):
     kind = frame.get("type")
     if kind is None:
         raise FrameError("missing_type", f"Missing message type: 'type' must be one of {', '.join(CLIENT_TYPES)}")
-    if kind not in CLIENT_TYPES:
+    model = CLIENT_FRAMES.get(kind) if isinstance(kind, str) else None
+    if model is None:
         shown = kind if isinstance(kind, str) and len(kind) <= 64 else "(not a known type)"
         raise FrameError(
             "unknown_type", f"Unknown message type {shown!r}: expected one of {', '.join(CLIENT_TYPES)}"
         )
-    return frame
-
-
-def validate_update(body, vocabulary):
-    """Return (emotion, client_timestamp, client_msg_id) from an update, or raise FrameError naming the field."""
-    emotion = body.get("emotion")
-    if emotion is None:
-        raise FrameError("missing_field", "Missing field 'emotion'", field="emotion")
-    if not isinstance(emotion, str):
-        raise FrameError("invalid_field", "Field 'emotion' must be a string", field="emotion")
-    emotion = emotion.strip().lower()
-    if emotion not in vocabulary:
-        shown = emotion if len(emotion) <= 32 else emotion[:32] + "..."
-        raise FrameError(
-            "unknown_emotion",
-            f"Unknown emotion {shown!r}: allowed emotions are {', '.join(vocabulary)}",
-            field="emotion",
-        )
-    client_timestamp = body.get("timestamp")
-    if client_timestamp is not None and parse_client_timestamp(client_timestamp) is None:
-        raise FrameError(
-            "invalid_timestamp",
-            "Field 'timestamp' must be an ISO-8601 date and time, e.g. 2023-05-09T14:45:00.000Z",
-            field="timestamp",
-        )
-    return emotion, client_timestamp, parse_client_msg_id(body.get("client_msg_id"))
-
-
-def parse_client_msg_id(value):
-    """Return a client_msg_id (a string of 1-64 characters, or None when not given), or raise FrameError."""
-    if value is not None and not (isinstance(value, str) and 1 <= len(value) <= 64):
-        raise FrameError(
-            "invalid_field", "Field 'client_msg_id' must be a string of 1-64 characters", field="client_msg_id"
-        )
-    return value
-
-
-def parse_since(value, name="since"):
-    """Return a `since` event id (a whole number >= 0, as int or decimal string), or raise FrameError."""
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
-        value = int(value)
-    if not isinstance(value, int) or not 0 <= value < 2**63:
-        raise FrameError("invalid_since", f"'{name}' must be the id of the last event seen (a whole number >= 0)", field=name)
-    return value
-
-
-def parse_refresh(frame):
-    """Return the access token of a `refresh` frame, or raise FrameError (missing_field, token_invalid)."""
-    token = frame.get("token")
-    if token is None:
-        raise FrameError("missing_field", "Missing field 'token': send the new access token", field="token")
-    # A JWT is ASCII; anything else cannot be one (and would not survive encoding for the signature check).
-    if not isinstance(token, str) or not token.isascii():
-        raise FrameError("token_invalid", "Field 'token' must be an access token (a string)", field="token")
-    return token
-
-
-def parse_request_id(frame):
-    """The `request_id` a client gave a frame to match its answer (a string of 1-64 characters or a whole
-    number), None when it gave none; or raise FrameError."""
-    value = frame.get("request_id")
-    if value is None or (isinstance(value, str) and 1 <= len(value) <= 64):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53:
-        return value
-    raise FrameError(
-        "invalid_field", "Field 'request_id' must be a string of 1-64 characters or a whole number", field="request_id"
-    )
+    try:
+        return check(model, frame, settings)
+    except FrameError as exc:
+        request_id = frame.get("request_id")
+        if "request_id" not in exc.problems and request_id is not None:
+            exc.request_id = request_id  # an answer to a refused `detect` still names its request
+        raise
 
 
 def encode(frame):
@@ -167,7 +100,7 @@ def connection_established(user_id, current=None, last_event_id=None, device=Non
 def pong(client_timestamp=None):
     """The answer to a client `ping`."""
     frame = {"type": "pong", "timestamp": isoformat(utcnow())}
-    if isinstance(client_timestamp, str) and len(client_timestamp) <= 64:
+    if client_timestamp is not None:
         frame["client_timestamp"] = client_timestamp
     return encode(frame)
 

@@ -17,7 +17,6 @@ from .models import EmotionEvent
 from .timeutil import isoformat
 from .timerange import UTC, check_order, instant_arg, timezone_arg
 
-BUCKETS = ("hour", "day", "week")
 # Without `from`: this long before `to`.
 DEFAULT_SPAN = {"hour": timedelta(days=1), "day": timedelta(days=7), "week": timedelta(weeks=12)}
 # The longest range per bucket size, in days: it bounds the answer (and the work) to a few hundred buckets.
@@ -50,11 +49,9 @@ EVENTS_WITH_ENDS = select(
 ).order_by(_in_range.c.seq)
 
 
-def parse_args(args, now):
-    """The query of a statistics request: (from, to, bucket, zone), or the 400 that explains."""
-    bucket = args.get("bucket", "day")
-    if bucket not in BUCKETS:
-        raise ApiError(400, "invalid_parameter", "Query parameter 'bucket' must be hour, day or week", field="bucket")
+def parse_args(args, bucket, now):
+    """The range of a statistics request with `bucket`s (checked already): (from, to, zone), or the 400 that
+    explains."""
     zone = timezone_arg(args)
     start, end = instant_arg(args, "from", zone), instant_arg(args, "to", zone) or now
     start = start or end - DEFAULT_SPAN[bucket]
@@ -66,7 +63,7 @@ def parse_args(args, now):
             f"With {bucket} buckets the range may span at most {MAX_RANGE_DAYS[bucket]} days",
             field="from",
         )
-    return start, end, bucket, zone
+    return start, end, zone
 
 
 def summarize(user_id, start, end, bucket, zone, now, emotions):

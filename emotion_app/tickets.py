@@ -14,9 +14,9 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import get_jwt, jwt_required
 from redis import RedisError
 
-from .devices import device_name
+from .contract.bodies import TicketRequest
 from .errors import ApiError
-from .http import json_object
+from .http import checked_body
 
 bp = Blueprint("tickets", __name__, url_prefix="/api")
 
@@ -33,7 +33,7 @@ def make_ticket():
     The body is optional: `{"device": "Pixel 8"}` names the socket the ticket opens.
     """
     # No body (or an empty one) asks for an unnamed device, as before names existed.
-    device = device_name(json_object().get("device")) if request.get_data() else None
+    device = checked_body(TicketRequest).device if request.get_data() else None
     claims = get_jwt()
     ttl = current_app.config["WS_TICKET_TTL"]
     ticket = secrets.token_urlsafe(32)

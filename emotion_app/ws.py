@@ -22,9 +22,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import logs, messages, store, tickets, wsreader
 from .auth import access_claims, revocation
 from .detection import request as detection
-from .devices import device_name
+from .contract.frames import SocketQuery
 from .errors import ApiError
 from .extensions import db, read_connection, sock
+from .http import checked_query
 from .hub import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED, Connection
 from .metrics import DATABASE_ERRORS, FIRST_STATES, FRAMES, HANDSHAKES, RATE_LIMITED, SOCKETS_OPEN
 from .ratelimit import FrameLimiter, limit_handshakes
@@ -59,14 +60,10 @@ def authenticate():
     logs.bind(user_id=claims["sub"])
     g.ws_user_id = int(claims["sub"])
     g.ws_jti, g.ws_sid, g.ws_expires_at = claims["jti"], claims.get("sid"), claims["exp"]
-    g.ws_since = None
-    if "since" in request.args:
-        try:
-            g.ws_since = messages.parse_since(request.args["since"])
-        except messages.FrameError as exc:
-            raise ApiError(400, exc.code, exc.message, field="since") from None
+    query = checked_query(SocketQuery)
+    g.ws_since = query.since
     # A name in the URL wins over the one the ticket was made with (already normalised then).
-    g.ws_device = device_name(request.args.get("device")) or (claims.get("device") if by_ticket else None)
+    g.ws_device = query.device or (claims.get("device") if by_ticket else None)
     _check_capacity(g.ws_user_id)
     if not current_app.config["WS_COMPRESSION"]:
         # simple-websocket accepts permessage-deflate whenever a client offers it; hiding the offer
@@ -324,25 +321,25 @@ def _receive_loop(app, ws, conn):
 def _handle(app, conn, data):
     """Act on one client frame; return the frame to answer with, if any."""
     try:
-        frame = messages.parse_frame(data)
-        _count_frame(frame["type"])
-        if frame["type"] == "ping":
-            return messages.pong(frame.get("timestamp"))
-        if frame["type"] == "sync":
-            return _sync(conn, messages.parse_since(frame.get("since")))
-        if frame["type"] == "refresh":
-            return _refresh(conn, messages.parse_refresh(frame))
-        if frame["type"] == "detect":
-            return _detect(app, conn, frame, messages.parse_request_id(frame))
-        emotion, client_timestamp, client_msg_id = messages.validate_update(frame, app.config["EMOTIONS"])
+        frame = messages.parse_frame(data, app.config)
     except messages.FrameError as exc:
         if exc.code in messages.UNPARSED:
             FRAMES.labels("invalid").inc()
-        return messages.error(exc.message, code=exc.code)
+        tag = {} if exc.request_id is None else {"request_id": exc.request_id}
+        return messages.error(exc.message, code=exc.code, **tag)
+    _count_frame(frame.type)
+    if frame.type == "ping":
+        return messages.pong(frame.timestamp)
+    if frame.type == "sync":
+        return _sync(conn, frame.since)
+    if frame.type == "refresh":
+        return _refresh(conn, frame.token)
+    if frame.type == "detect":
+        return _detect(app, conn, frame)
     try:
         committer = app.extensions["emotion_committer"]
         event, created = store.write_event(
-            committer, int(conn.user_id), emotion, client_timestamp, client_msg_id, device=conn.name
+            committer, int(conn.user_id), frame.emotion, frame.timestamp, frame.client_msg_id, device=conn.name
         )
     except ApiError as exc:
         return messages.error(exc.message, code=exc.error)
@@ -361,16 +358,16 @@ def _count_frame(kind):
     counter.inc()
 
 
-def _detect(app, conn, frame, request_id):
+def _detect(app, conn, frame):
     """Answer a `detect` frame with `detected`, or an error frame with the HTTP endpoint's code; both carry the
     frame's request_id. The models run in their OS threads (detection/pool.py): only this socket waits."""
-    tag = {} if request_id is None else {"request_id": request_id}
+    tag = {} if frame.request_id is None else {"request_id": frame.request_id}
     try:
-        req = detection.from_frame(frame, app.config["DETECT_MAX_TEXT"], device=conn.name)
+        req = detection.from_frame(frame, device=conn.name)
         answer = detection.handle(app, int(conn.user_id), req)
     except ApiError as exc:
         return messages.error(exc.message, code=exc.error, **exc.extra, **tag)
-    return messages.detected(answer, request_id)
+    return messages.detected(answer, frame.request_id)
 
 
 def _sync(conn, since):

@@ -86,7 +86,7 @@ def test_names_are_normalised(server):
 def test_a_name_of_65_characters_is_refused_before_any_socket_exists(server):
     token = server.login()["access_token"]
     status, body = refused(server, f"{server.ws_url}?token={token}&device={'x' * 65}")
-    assert status == 400 and (body["error"], body["field"]) == ("invalid_field", "device")
+    assert status == 400 and (body["error"], body["field"]) == ("invalid_parameter", "device")
     assert "64" in body["message"]
     # The raw answer is a plain HTTP 400, not an upgrade.
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:

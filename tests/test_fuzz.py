@@ -45,16 +45,15 @@ frame_texts = st.one_of(
 @given(frame_texts)
 def test_the_frame_parser_accepts_or_names_a_documented_error(text):
     try:
-        frame = messages.parse_frame(text)
-        if frame["type"] == "emotion_update":
-            emotion, _, _ = messages.validate_update(frame, tuple(EMOTIONS))
-            assert emotion in EMOTIONS
-        elif frame["type"] == "sync":
-            assert messages.parse_since(frame.get("since")) >= 0
-        elif frame["type"] == "refresh":
-            assert isinstance(messages.parse_refresh(frame), str)
+        frame = messages.parse_frame(text, {"EMOTIONS": tuple(EMOTIONS), "DETECT_MAX_TEXT": 1000})
+        if frame.type == "emotion_update":
+            assert frame.emotion in EMOTIONS
+        elif frame.type == "sync":
+            assert frame.since >= 0
+        elif frame.type == "refresh":
+            assert isinstance(frame.token, str)
         else:
-            assert frame["type"] == "ping"
+            assert frame.type == "ping"
     except messages.FrameError as exc:
         assert exc.code in DOCUMENTED_CODES, exc.code
         assert exc.message and len(exc.message) < 300

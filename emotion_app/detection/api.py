@@ -6,7 +6,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import ApiError
 from ..extensions import db
-from ..http import json_object
+from ..contract.bodies import DetectQuery
+from ..http import checked_query, json_object
 from .request import APPLY_MODES, checked_fields, handle
 
 bp = Blueprint("detection", __name__)
@@ -29,12 +30,7 @@ def detect():
 
 
 def _apply_mode():
-    raw = request.args.get("apply", "false")
-    if raw not in APPLY_MODES:
-        raise ApiError(
-            400, "invalid_parameter", "Query parameter 'apply' must be false, true or always", field="apply"
-        )
-    return APPLY_MODES[raw]
+    return APPLY_MODES[checked_query(DetectQuery).apply]
 
 
 def _read_body(config, apply):
@@ -48,7 +44,7 @@ def _read_body(config, apply):
             form, files = request.form, request.files
         except RequestEntityTooLarge:
             raise _image_too_large(max_image) from None
-        return checked_fields(form, max_text, apply, _image(form, files, max_image))
+        return checked_fields(form.to_dict(), apply, _image(form, files, max_image))
     if not (request.is_json or request.mimetype == "application/x-www-form-urlencoded"):
         raise ApiError(
             415, "unsupported_media_type",
@@ -65,9 +61,9 @@ def _read_body(config, apply):
                 400, "invalid_field", "Send a photo as multipart/form-data with an 'image' file, not in JSON",
                 field="image",
             )
-        return checked_fields(body, max_text, apply)
+        return checked_fields(body, apply)
     form = request.form
-    return checked_fields(form, max_text, apply, _image(form, request.files, config["DETECT_MAX_IMAGE_BYTES"]))
+    return checked_fields(form.to_dict(), apply, _image(form, request.files, config["DETECT_MAX_IMAGE_BYTES"]))
 
 
 def _image(form, files, max_bytes):

@@ -4,9 +4,9 @@ import time
 from dataclasses import dataclass
 
 from .. import store
-from ..devices import device_name
+from ..contract.bodies import DetectBody
 from ..errors import ApiError
-from ..messages import FrameError, parse_client_msg_id
+from ..http import checked_body
 from ..metrics import DETECTIONS, RATE_LIMITED
 from ..ratelimit import detection_wait
 from .service import kind_of
@@ -26,47 +26,28 @@ class DetectRequest:
     device: str | None = None
 
 
-def checked_fields(fields, max_text, apply=False, image=None):
-    """A DetectRequest from a body's fields (`text`, `client_msg_id`, `device`), the apply mode and an image,
-    or ApiError 400.
+def checked_fields(fields, apply=False, image=None):
+    """A DetectRequest from a body's or form's fields (`text`, `client_msg_id`, `device`), the apply mode and
+    an image, or ApiError 400.
 
     A text that is empty once trimmed counts as no text; with no image either, that is `missing_input`.
     """
-    text = fields.get("text")
-    if text is not None:
-        if not isinstance(text, str):
-            raise ApiError(400, "invalid_field", "Field 'text' must be a string", field="text")
-        text = text.strip() or None
-    if text is not None and len(text) > max_text:
-        raise ApiError(
-            400, "text_too_long", f"Field 'text' may be at most {max_text} characters, got {len(text)}", field="text"
-        )
-    if text is None and image is None:
-        raise ApiError(400, "missing_input", "Nothing to detect: send a non-empty 'text', an 'image' file, or both")
-    try:
-        client_msg_id = parse_client_msg_id(fields.get("client_msg_id"))
-    except FrameError as exc:
-        raise ApiError(400, exc.code, exc.message, field=exc.field) from None
-    return DetectRequest(text, image, apply, client_msg_id, device_name(fields.get("device")))
+    body = checked_body(DetectBody, fields)
+    if body.text is None and image is None:
+        raise _missing_input()
+    return DetectRequest(body.text, image, apply, body.client_msg_id, body.device)
 
 
-def from_frame(frame, max_text, device=None):
-    """A DetectRequest from a socket `detect` frame (a text only: photos go over HTTP), or ApiError 400.
+def from_frame(frame, device=None):
+    """A DetectRequest from a socket `detect` frame (contract.frames.Detect: a text only, photos go over HTTP),
+    or ApiError 400; `device` is the socket's name."""
+    if frame.text is None:
+        raise _missing_input()
+    return DetectRequest(frame.text, None, frame.apply or False, frame.client_msg_id, device)
 
-    `apply` is true, "always" or false (or absent); `device` is the socket's name.
-    """
-    if "image" in frame:
-        raise ApiError(
-            400, "invalid_field", "A detect frame takes a 'text': send photos to POST /api/emotions/detect",
-            field="image",
-        )
-    apply = frame.get("apply")
-    if apply is None:
-        apply = False
-    elif not (isinstance(apply, bool) or apply == "always"):
-        raise ApiError(400, "invalid_field", "Field 'apply' must be true, false or \"always\"", field="apply")
-    fields = {"text": frame.get("text"), "client_msg_id": frame.get("client_msg_id"), "device": device}
-    return checked_fields(fields, max_text, apply)
+
+def _missing_input():
+    return ApiError(400, "missing_input", "Nothing to detect: send a non-empty 'text', an 'image' file, or both")
 
 
 def handle(app, user_id, req):
