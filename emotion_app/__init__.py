@@ -10,7 +10,7 @@ from sqlalchemy.pool import QueuePool
 
 import config
 
-from . import auth, devices, emotions, health, insights, pages, tickets, ws, wsreader
+from . import apidocs, auth, devices, emotions, health, insights, pages, tickets, ws, wsreader
 from .commands import prune_command
 from .detection import api as detection_api
 from .detection.service import Detector
@@ -64,6 +64,7 @@ def create_app(overrides=None):
     app.register_blueprint(ws.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(apidocs.bp)
     register_error_handlers(app)
     auth.register_jwt_callbacks(app)
     app.cli.add_command(prune_command)

@@ -24,7 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from . import logs
 from .errors import ApiError, error_response
 from .extensions import db, jwt, read_connection
-from .contract.bodies import Credentials, PasswordChange, Registration
+from .contract.bodies import AccessToken, Credentials, LoggedOut, PasswordChange, Registration, Session
+from .contract.bodies import User as UserOut
+from .contract.openapi import documented
 from .http import checked_body
 from .metrics import REVOCATION_CHECKS
 from .models import RevokedToken, User
@@ -54,6 +56,7 @@ def _token_response(user):
 
 @bp.post("/register")
 @auth_per_address
+@documented("Create an account", "auth", auth=None, body=Registration, answers={201: UserOut}, errors=(409, 429))
 def register():
     """Create an account: 201 with the user, 409 when the name is taken (case-insensitively)."""
     body = checked_body(Registration)
@@ -72,6 +75,7 @@ def register():
 @bp.post("/login")
 @auth_per_address
 @login_failures_per_username
+@documented("Log in: get an access and a refresh token", "auth", auth=None, body=Credentials, answers={200: Session}, errors=(401, 429))
 def login():
     """Exchange username and password for an access and a refresh token."""
     body = checked_body(Credentials)
@@ -85,6 +89,7 @@ def login():
 
 @bp.post("/refresh")
 @jwt_required(refresh=True)
+@documented("Get a new access token", "auth", auth="refresh", answers={200: AccessToken})
 def refresh():
     """Exchange a refresh token for a new access token."""
     ttl = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
@@ -95,6 +100,7 @@ def refresh():
 
 @bp.post("/logout")
 @jwt_required(verify_type=False)
+@documented("Log out: revoke this login's tokens", "auth", auth="either", answers={200: LoggedOut})
 def logout():
     """End the session of the presented token (access or refresh): both tokens of the login are revoked
     for good, and the sockets opened with them close."""
@@ -122,6 +128,7 @@ def _revoke(jti, user_id, token_type, expires_at):
 @bp.post("/password")
 @auth_per_address
 @jwt_required()
+@documented("Change the password", "auth", body=PasswordChange, answers={200: Session}, errors=(403, 429))
 def change_password():
     """Change the password: every token of the user is revoked and their sockets close; the answer is a
     new session for this device, like a login."""
@@ -148,6 +155,7 @@ def change_password():
 
 @bp.get("/me")
 @jwt_required()
+@documented("The logged-in user", "auth", answers={200: UserOut})
 def me():
     """The user the access token belongs to."""
     user = db.session.get(User, int(get_jwt()["sub"]))

@@ -2,6 +2,8 @@
 from flask import Blueprint, current_app, jsonify
 from flask_jwt_extended import get_jwt_identity, jwt_required
 
+from .contract.bodies import OnlineDevices
+from .contract.openapi import documented
 from .errors import ApiError
 
 bp = Blueprint("devices", __name__, url_prefix="/api/devices")
@@ -9,6 +11,7 @@ bp = Blueprint("devices", __name__, url_prefix="/api/devices")
 
 @bp.get("")
 @jwt_required()
+@documented("The devices connected now", "devices", answers={200: OnlineDevices})
 def online():
     """The open sockets of the user: how many, and each one's id and name."""
     user_id = get_jwt_identity()

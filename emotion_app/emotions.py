@@ -3,7 +3,8 @@ from flask import Blueprint, current_app, jsonify
 from flask_jwt_extended import get_jwt_identity, jwt_required
 
 from . import store
-from .contract.bodies import EmotionChange, HistoryQuery
+from .contract.bodies import CurrentEmotion, EmotionChange, Event, History, HistoryQuery
+from .contract.openapi import documented
 from .http import checked_body, checked_query
 
 bp = Blueprint("emotions", __name__, url_prefix="/api/emotions")
@@ -11,6 +12,11 @@ bp = Blueprint("emotions", __name__, url_prefix="/api/emotions")
 
 @bp.post("")
 @jwt_required()
+@documented(
+    "Set the current emotion", "emotions", body=EmotionChange,
+    answers={201: Event, 200: ("A repeat of a `client_msg_id`: the original event, marked `duplicate`; nothing stored.",
+                               {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}})},
+)
 def post_emotion():
     """Store an emotion and push it to every device of the user: the same path as a socket update."""
     body = checked_body(EmotionChange)
@@ -25,6 +31,7 @@ def post_emotion():
 
 @bp.get("/current")
 @jwt_required()
+@documented("The current emotion", "emotions", answers={200: CurrentEmotion})
 def current():
     """The user's latest emotion; every field is null when none was set yet."""
     user_id = get_jwt_identity()
@@ -40,6 +47,7 @@ def current():
 
 @bp.get("")
 @jwt_required()
+@documented("History, newest first, a page at a time", "emotions", query=HistoryQuery, answers={200: History})
 def list_emotions():
     """The user's events, newest first: `limit` (capped) per page, `before` an event id to page on."""
     cap = current_app.config["HISTORY_MAX_LIMIT"]

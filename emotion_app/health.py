@@ -11,6 +11,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
 from . import metrics as m
+from .contract.bodies import Health, Ready
+from .contract.openapi import documented
 from .errors import ApiError, error_response
 from .extensions import db
 
@@ -18,12 +20,14 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@documented("Liveness", "operations", auth=None, answers={200: Health})
 def healthz():
     """Liveness: answers as long as the worker's event loop runs."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@documented("Readiness", "operations", auth=None, answers={200: Ready})
 def readyz():
     """Readiness: 200 when the database and the broker answer and the worker is not draining, else 503
     saying what is wrong.
@@ -63,6 +67,10 @@ def _database_problem():
 
 
 @bp.get("/metrics")
+@documented(
+    "Prometheus metrics", "operations", auth="metrics", errors=(401, 403),
+    answers={200: ("Every worker's metrics.", {m.CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}})},
+)
 def metrics():
     """The metrics of every worker in Prometheus text format (token or private address required)."""
     _authorize_scraper()

@@ -14,7 +14,8 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import get_jwt, jwt_required
 from redis import RedisError
 
-from .contract.bodies import TicketRequest
+from .contract.bodies import Ticket, TicketRequest
+from .contract.openapi import documented
 from .errors import ApiError
 from .http import checked_body
 
@@ -27,6 +28,7 @@ def _key(ticket):
 
 @bp.post("/ws-ticket")
 @jwt_required()
+@documented("A single-use ticket to open the socket with", "devices", body=TicketRequest, body_optional=True, answers={200: Ticket})
 def make_ticket():
     """Answer `{"ticket", "expires_in"}`; open the socket with `/api/ws?ticket=...` within `expires_in` s.
 

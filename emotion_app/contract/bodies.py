@@ -111,7 +111,7 @@ class DetectBody(Shape):
 
 class DetectForm(DetectBody):
     image: bytes | None = Field(
-        None, json_schema_extra={"format": "binary", "type": "string"},
+        None,
         description="A JPEG, PNG or WebP photo with a face (at most DETECT_MAX_IMAGE_BYTES).",
     )
 

@@ -6,7 +6,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import ApiError
 from ..extensions import db
-from ..contract.bodies import DetectQuery
+from ..contract.bodies import DetectBody, DetectQuery, Detection
+from ..contract.openapi import documented
 from ..http import checked_query, json_object
 from .request import APPLY_MODES, checked_fields, handle
 
@@ -20,6 +21,10 @@ JSON_BYTES_PER_CHAR = 12
 
 @bp.post("/api/emotions/detect")
 @jwt_required()
+@documented(
+    "Detect the emotion of a text, a photo, or both", "detection", query=DetectQuery, body=DetectBody, forms=True,
+    answers={200: Detection}, errors=(413, 415, 422, 429),
+)
 def detect():
     """Detect the emotion of a text or a photo for the caller; store it too with `?apply=`."""
     current_app.extensions["emotion_detector"].require_enabled()

@@ -1,0 +1,171 @@
+"""The OpenAPI 3.1 document of the HTTP API, built from the models and from what each view declares with
+`@documented`: the document of a running server names its own settings (its vocabulary, its caps)."""
+from dataclasses import dataclass, field
+
+from .bodies import Error
+from .documents import parameters, schemas
+
+STATUS_TEXT = {
+    400: "The body, a field or a parameter is invalid (`error` and `field` say which and why).",
+    401: "No token, or a token that is malformed, expired, revoked, of the wrong kind, or of a deleted user.",
+    403: "Not allowed.",
+    409: "Conflict.",
+    413: "The body is too large.",
+    415: "The body's Content-Type is not one this endpoint takes.",
+    422: "The input was read but holds nothing to work on.",
+    429: "Too many requests: try again after `retry_after` seconds (also the `Retry-After` header).",
+    500: "An unexpected error; nothing was stored.",
+    503: "The database or the broker is unreachable (or a feature is off): try again shortly.",
+}
+# Every operation can fail these ways.
+ALWAYS = (500, 503)
+JSON_BODY = (400, 413, 415)
+TOKEN = (401,)
+
+
+@dataclass
+class Operation:
+    """What a view declares about itself for the document."""
+
+    summary: str
+    tag: str
+    auth: str | None = "access"  # access, refresh, either, metrics, or None
+    body: type | None = None
+    body_optional: bool = False
+    forms: bool = False  # also takes the body as multipart/form-data and a urlencoded form (detection)
+    query: type | None = None
+    answers: dict = field(default_factory=dict)  # status -> model, or (media type, schema dict)
+    errors: tuple = ()
+
+
+def documented(summary, tag, **details):
+    """Declare what a view takes and answers; the OpenAPI document is built from these declarations.
+
+    Put it right above the function: the decorators above it keep its attributes (functools.wraps).
+    """
+
+    def declare(view):
+        view.operation = Operation(summary, tag, **details)
+        return view
+
+    return declare
+
+
+SECURITY = {
+    "access": [{"bearer": []}],
+    "refresh": [{"bearer": []}],
+    "either": [{"bearer": []}],
+    "metrics": [{"metricsToken": []}, {}],
+    None: [],
+}
+TOKEN_KIND = {
+    "access": "Takes the access token.",
+    "refresh": "Takes the refresh token (not the access token).",
+    "either": "Takes the access token or the refresh token.",
+}
+
+
+def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index")):
+    """The document of every route of `app` but those in `skip` (the socket has its AsyncAPI document)."""
+    config = app.config
+    operations = []
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint in skip:
+            continue
+        view = app.view_functions[rule.endpoint]
+        operation = getattr(view, "operation", None)
+        if operation is None:
+            raise LookupError(f"{rule.endpoint} ({rule.rule}) is not @documented")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            operations.append((rule, method, view, operation))
+    models = {Error}
+    for *_, operation in operations:
+        models.update(m for m in (operation.body, *operation.answers.values()) if isinstance(m, type))
+        if operation.forms:
+            from .bodies import DetectForm  # noqa: PLC0415 - the one form-taking operation's model
+
+            models.add(DetectForm)
+    refs, components = schemas(sorted(models, key=lambda m: m.__name__), config, mode="serialization")
+    paths = {}
+    for rule, method, view, operation in operations:
+        path = rule.rule  # no path parameters: every route is a fixed path
+        paths.setdefault(path, {})[method.lower()] = _operation(rule, method, view, operation, refs, config)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "emotion_app HTTP API",
+            "version": config.get("API_VERSION", "1"),
+            "description": (
+                "Log in, set and read the current emotion, its history, statistics and export, detect emotions, "
+                "and see the devices online. The live socket `/api/ws` is described by the AsyncAPI document "
+                "at `/api/asyncapi.json`. Every error has the `Error` shape."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "metricsToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "METRICS_TOKEN; without it set, /metrics answers private addresses only.",
+                },
+            },
+        },
+    }
+
+
+def _operation(rule, method, view, operation, refs, config):
+    doc = (view.__doc__ or "").strip()
+    out = {
+        "operationId": rule.endpoint.replace(".", "_"),
+        "summary": operation.summary,
+        "tags": [operation.tag],
+        "security": SECURITY[operation.auth],
+    }
+    description = " ".join(part for part in (doc, TOKEN_KIND.get(operation.auth)) if part)
+    if description:
+        out["description"] = description
+    if operation.query is not None:
+        out["parameters"] = parameters(operation.query, config)
+    statuses = set(ALWAYS) | set(operation.errors)
+    if operation.auth in TOKEN_KIND:
+        statuses |= set(TOKEN)
+    if operation.body is not None:
+        content = {"application/json": {"schema": refs[operation.body]}}
+        if operation.forms:
+            from .bodies import DetectForm  # noqa: PLC0415
+
+            content["multipart/form-data"] = {"schema": refs[DetectForm]}
+            content["application/x-www-form-urlencoded"] = {"schema": refs[operation.body]}
+        out["requestBody"] = {"required": not operation.body_optional, "content": content}
+        statuses |= set(JSON_BODY)
+    if operation.query is not None:
+        statuses.add(400)
+    responses = {}
+    for status, answer in operation.answers.items():
+        responses[str(status)] = _answer(status, answer, refs)
+    for status in sorted(statuses):
+        responses.setdefault(str(status), _error(status, refs))
+    out["responses"] = dict(sorted(responses.items()))
+    return out
+
+
+def _answer(status, answer, refs):
+    if isinstance(answer, type):
+        return {"description": (answer.__doc__ or "OK").strip().splitlines()[0],
+                "content": {"application/json": {"schema": refs[answer]}}}
+    description, content = answer
+    return {"description": description, "content": content}
+
+
+def _error(status, refs):
+    response = {
+        "description": STATUS_TEXT[status],
+        "content": {"application/json": {"schema": refs[Error]}},
+    }
+    if status == 429:
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer", "minimum": 1}}
+        }
+    return response
