@@ -56,7 +56,14 @@ def _token_response(user):
 
 @bp.post("/register")
 @auth_per_address
-@documented("Create an account", "auth", auth=None, body=Registration, answers={201: UserOut}, errors=(409, 429))
+@documented(
+    "Create an account", "auth", auth=None, body=Registration, answers={201: UserOut}, errors=(409, 429),
+    links={201: {"LogIn": {
+        "operationId": "auth_login",
+        "description": "Log in with the account just made.",
+        "requestBody": {"username": "$request.body#/username", "password": "$request.body#/password"},
+    }}},
+)
 def register():
     """Create an account: 201 with the user, 409 when the name is taken (case-insensitively)."""
     body = checked_body(Registration)

@@ -16,17 +16,3 @@ def isoformat(moment):
         moment = moment.replace(tzinfo=timezone.utc)
     moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_client_timestamp(value):
-    """Parse an ISO-8601 timestamp sent by a client, with or without an offset; None if it does not parse.
-
-    Dart's `DateTime.now().toIso8601String()` gives a local time with microseconds and no offset, which
-    `datetime.fromisoformat` accepts as it is.
-    """
-    if not isinstance(value, str) or not 10 <= len(value) <= 64:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None

@@ -1,10 +1,11 @@
 """HTTP request and response bodies, and query strings."""
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StrictStr
+from pydantic import AfterValidator, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from .codes import ERROR_CODES
 from .fields import (
+    ISO_8601,
     Detection,
     Device,
     DeviceName,
@@ -22,7 +23,8 @@ EXPORT_FORMATS = ("csv", "json")
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 TIME_PARAMETER = Annotated[
     str | None,
-    Field(max_length=64, examples=["2026-03-29"]),
+    # A `+` left unencoded in a query string arrives as a space: "10:00 02:00" means "10:00+02:00".
+    Field(max_length=64, pattern=ISO_8601.replace("[+-]", "[+ -]"), examples=["2026-03-29"]),
     Must(
         "an ISO 8601 date or time",
         doc="An ISO 8601 date or time: `2026-03-29`, `2026-03-29T10:00` (a wall time in `tz`) or "
@@ -109,11 +111,22 @@ class DetectBody(Shape):
     device: DeviceName = None
 
 
+def _no_default_image(schema):
+    schema["properties"]["image"].pop("default", None)  # a form leaves a field out; it never sends null
+
+
 class DetectForm(DetectBody):
-    image: bytes | None = Field(
-        None,
-        description="A JPEG, PNG or WebP photo with a face (at most DETECT_MAX_IMAGE_BYTES).",
-    )
+    """The multipart form: the fields of the JSON body, and a photo."""
+
+    model_config = ConfigDict(json_schema_extra=_no_default_image)
+
+    image: Annotated[
+        bytes | None,
+        WithJsonSchema({
+            "type": "string", "format": "binary",
+            "description": "A JPEG, PNG or WebP photo with a face (at most DETECT_MAX_IMAGE_BYTES).",
+        }),
+    ] = None
 
 
 # ------------------------------------------------------------------------------------------- queries

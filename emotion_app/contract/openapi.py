@@ -36,6 +36,7 @@ class Operation:
     query: type | None = None
     answers: dict = field(default_factory=dict)  # status -> model, or (media type, schema dict)
     errors: tuple = ()
+    links: dict = field(default_factory=dict)  # status -> OpenAPI links of that answer
 
 
 def documented(summary, tag, **details):
@@ -145,6 +146,8 @@ def _operation(rule, method, view, operation, refs, config):
     responses = {}
     for status, answer in operation.answers.items():
         responses[str(status)] = _answer(status, answer, refs)
+        if status in operation.links:
+            responses[str(status)]["links"] = operation.links[status]
     for status in sorted(statuses):
         responses.setdefault(str(status), _error(status, refs))
     out["responses"] = dict(sorted(responses.items()))
