@@ -1,6 +1,6 @@
 """The AsyncAPI 3 document of `/api/ws`, built from the frame models: the handshake's options, every frame
 each way, and the close codes. It describes the server: it receives the client's frames and sends its own."""
-from .documents import REF, parameters, schemas
+from .documents import parameters, schemas
 from .frames import CLIENT_FRAMES, SERVER_FRAMES, SocketQuery
 
 # Close codes the server sends, and what a client should do.
@@ -49,14 +49,16 @@ def asyncapi_document(config):
                 "title": f"{kind} ({'client to server' if direction == 'client' else 'server to client'})",
                 "payload": refs[model],
             }
-            if doc and model.__doc__ is not _SHAPE_DOC:
+            if doc:
                 message["summary"] = doc.splitlines()[0]
                 message["description"] = " ".join(doc.split())
             messages[_message_id(direction, kind)] = message
     channel_messages = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
     query = {
         "type": "object",
-        "properties": {p["name"]: {**p["schema"], "description": p.get("description", "")} for p in parameters(SocketQuery, config)},
+        "properties": {
+            p["name"]: {**p["schema"], "description": p.get("description", "")} for p in parameters(SocketQuery, config)
+        },
     }
     operations = {}
     for kind in CLIENT_FRAMES:
@@ -130,6 +132,3 @@ def asyncapi_document(config):
         "components": {"schemas": components, "messages": messages},
         "x-close-codes": {str(code): meaning for code, meaning in CLOSE_CODES.items()},
     }
-
-
-_SHAPE_DOC = __import__("emotion_app.contract.fields", fromlist=["Shape"]).Shape.__doc__
