@@ -35,6 +35,26 @@ def _message_id(direction, kind):
     return f"{direction}_{kind}"
 
 
+def _in_channel(direction, kind):
+    return {"$ref": f"#/channels/socket/messages/{_message_id(direction, kind)}"}
+
+
+def _operation(action, direction, kind, replies=()):
+    """The server receives a client's frame (and answers with one of `replies`), or sends one of its own."""
+    operation = {
+        "action": action,
+        "channel": {"$ref": "#/channels/socket"},
+        "summary": f"{'A client' if direction == 'client' else 'The server'} sends `{kind}`.",
+        "messages": [_in_channel(direction, kind)],
+    }
+    if replies:
+        operation["reply"] = {
+            "channel": {"$ref": "#/channels/socket"},
+            "messages": [_in_channel("server", reply) for reply in replies],
+        }
+    return operation
+
+
 def asyncapi_document(config):
     """The document, with the settings of the server `config` belongs to (its vocabulary, its caps)."""
     incoming = [(model, "validation") for model in CLIENT_FRAMES.values()]
@@ -60,27 +80,8 @@ def asyncapi_document(config):
             p["name"]: {**p["schema"], "description": p.get("description", "")} for p in parameters(SocketQuery, config)
         },
     }
-    operations = {}
-    for kind in CLIENT_FRAMES:
-        operations[f"receive_{kind}"] = {
-            "action": "receive",
-            "channel": {"$ref": "#/channels/socket"},
-            "summary": f"A client sends `{kind}`.",
-            "messages": [{"$ref": f"#/channels/socket/messages/{_message_id('client', kind)}"}],
-            "reply": {
-                "channel": {"$ref": "#/channels/socket"},
-                "messages": [
-                    {"$ref": f"#/channels/socket/messages/{_message_id('server', reply)}"} for reply in REPLIES[kind]
-                ],
-            },
-        }
-    for kind in SERVER_FRAMES:
-        operations[f"send_{kind}"] = {
-            "action": "send",
-            "channel": {"$ref": "#/channels/socket"},
-            "summary": f"The server sends `{kind}`.",
-            "messages": [{"$ref": f"#/channels/socket/messages/{_message_id('server', kind)}"}],
-        }
+    operations = {f"receive_{kind}": _operation("receive", "client", kind, REPLIES[kind]) for kind in CLIENT_FRAMES}
+    operations.update({f"send_{kind}": _operation("send", "server", kind) for kind in SERVER_FRAMES})
     close_codes = "\n".join(f"- `{code}`: {meaning}" for code, meaning in CLOSE_CODES.items())
     return {
         "asyncapi": "3.0.0",
