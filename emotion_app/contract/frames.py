@@ -2,7 +2,7 @@
 (documented by them, and checked against them by the tests)."""
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StrictInt, StrictStr, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from .bodies import DetectText, ErrorCode
 from .fields import (
@@ -84,8 +84,14 @@ class Refresh(Shape):
     ]
 
 
+def _no_image_field(schema):
+    schema["not"] = {"required": ["image"]}  # the one field a detect frame may not have
+
+
 class Detect(Shape):
     """Detect the emotion of a text (answered with `detected`); photos go to POST /api/emotions/detect."""
+
+    model_config = ConfigDict(json_schema_extra=_no_image_field)
 
     type: Literal["detect"]
     text: DetectText = None
