@@ -1,6 +1,7 @@
 """`/api/openapi.json` and `/api/asyncapi.json`: the documents of the HTTP API and of the socket, generated from
-the models the server validates with (contract/), with this server's settings in them."""
-from flask import Blueprint, current_app, jsonify
+the models the server validates with (contract/), with this server's settings in them; and `/api/docs`, a page
+that shows the OpenAPI one (Swagger UI, vendored in static/vendor/swagger-ui)."""
+from flask import Blueprint, current_app, jsonify, render_template
 
 from .contract.asyncapi import asyncapi_document
 from .contract.openapi import documented, openapi_document
@@ -30,3 +31,9 @@ def openapi():
 def asyncapi():
     """The AsyncAPI 3 document of the socket `/api/ws`."""
     return jsonify(_cached("asyncapi", lambda: asyncapi_document(current_app.config)))
+
+
+@bp.get("/docs")
+def docs():
+    """The HTTP API, browsable (and callable with "Try it out"), for people."""
+    return render_template("apidocs.html")

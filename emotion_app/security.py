@@ -10,6 +10,8 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self' {ws}; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# The API docs page (/api/docs): the same, but Swagger UI's stylesheet draws its icons from data: URLs.
+DOCS_POLICY = PAGE_POLICY.replace("img-src 'self'", "img-src 'self' data:")
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -61,7 +63,8 @@ def _headers(response):
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     if response.mimetype == "text/html":
         host = request.host
-        response.headers["Content-Security-Policy"] = PAGE_POLICY.format(ws=f"ws://{host} wss://{host}")
+        policy = DOCS_POLICY if request.endpoint == "apidocs.docs" else PAGE_POLICY
+        response.headers["Content-Security-Policy"] = policy.format(ws=f"ws://{host} wss://{host}")
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     origin = _cors_origin()

@@ -84,8 +84,8 @@ def test_every_route_is_in_a_document(app, openapi):
         for method in rule.methods - {"HEAD", "OPTIONS"}
         if rule.endpoint != "static"
     }
-    # The page is HTML for people; the socket has the AsyncAPI document.
-    assert routes - documented == {("/", "GET"), ("/api/ws", "GET")}
+    # The pages are HTML for people; the socket has the AsyncAPI document.
+    assert routes - documented == {("/", "GET"), ("/api/docs", "GET"), ("/api/ws", "GET")}
     assert documented <= routes
 
 

@@ -15,7 +15,10 @@ from tests.conftest import PASSWORD, TEST_SECRETS, Auth, recv_close, recv_json
 JWT_KEY = TEST_SECRETS["JWT_SECRET_KEY"]
 # Routes anyone may call, and /metrics with its own scraper rule (test_metrics.py); every other route
 # must refuse a request without a valid access token.
-PUBLIC = {"/", "/static/<path:filename>", "/healthz", "/readyz", "/api/auth/register", "/api/auth/login", "/metrics"}
+PUBLIC = {
+    "/", "/static/<path:filename>", "/healthz", "/readyz", "/api/auth/register", "/api/auth/login", "/metrics",
+    "/api/openapi.json", "/api/asyncapi.json", "/api/docs",
+}
 
 
 def claims_of(token):

@@ -66,8 +66,9 @@ TOKEN_KIND = {
 }
 
 
-def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index")):
-    """The document of every route of `app` but those in `skip` (the socket has its AsyncAPI document)."""
+def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index", "apidocs.docs")):
+    """The document of every route of `app` but those in `skip`: pages for people, and the socket (it has its
+    AsyncAPI document)."""
     config = app.config
     operations = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
