@@ -3,7 +3,6 @@ the models the server validates with (contract/), with this server's settings in
 that shows the OpenAPI one (Swagger UI, vendored in static/vendor/swagger-ui)."""
 from flask import Blueprint, current_app, jsonify, render_template
 
-from .contract.asyncapi import asyncapi_document
 from .contract.openapi import documented, openapi_document
 
 bp = Blueprint("apidocs", __name__, url_prefix="/api")
@@ -30,6 +29,8 @@ def openapi():
 @documented("The socket's AsyncAPI 3 document", "documents", auth=None, answers={200: DOCUMENT})
 def asyncapi():
     """The AsyncAPI 3 document of the socket `/api/ws`."""
+    from .contract.asyncapi import asyncapi_document  # noqa: PLC0415 - only when asked for (see openapi_document)
+
     return jsonify(_cached("asyncapi", lambda: asyncapi_document(current_app.config)))
 
 

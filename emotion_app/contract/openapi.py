@@ -3,7 +3,6 @@
 from dataclasses import dataclass, field
 
 from .bodies import Error
-from .documents import parameters, schemas
 
 STATUS_TEXT = {
     400: "The body, a field or a parameter is invalid (`error` and `field` say which and why).",
@@ -69,6 +68,10 @@ TOKEN_KIND = {
 def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index", "apidocs.docs")):
     """The document of every route of `app` but those in `skip`: pages for people, and the socket (it has its
     AsyncAPI document)."""
+    # Here, not at import: every view module imports `documented`, and pydantic's JSON Schema machinery is
+    # needed only when a document is built.
+    from .documents import parameters, schemas  # noqa: PLC0415
+
     config = app.config
     operations = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -91,7 +94,8 @@ def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index", "a
     paths = {}
     for rule, method, view, operation in operations:
         path = rule.rule  # no path parameters: every route is a fixed path
-        paths.setdefault(path, {})[method.lower()] = _operation(rule, method, view, operation, refs, config)
+        query = parameters(operation.query, config) if operation.query is not None else None
+        paths.setdefault(path, {})[method.lower()] = _operation(rule, method, view, operation, refs, query)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -117,7 +121,7 @@ def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index", "a
     }
 
 
-def _operation(rule, method, view, operation, refs, config):
+def _operation(rule, method, view, operation, refs, query):
     doc = (view.__doc__ or "").strip()
     out = {
         "operationId": rule.endpoint.replace(".", "_"),
@@ -128,8 +132,8 @@ def _operation(rule, method, view, operation, refs, config):
     description = " ".join(part for part in (doc, TOKEN_KIND.get(operation.auth)) if part)
     if description:
         out["description"] = description
-    if operation.query is not None:
-        out["parameters"] = parameters(operation.query, config)
+    if query is not None:
+        out["parameters"] = query
     statuses = set(ALWAYS) | set(operation.errors)
     if operation.auth in TOKEN_KIND:
         statuses |= set(TOKEN)
