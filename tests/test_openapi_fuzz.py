@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import BIN, ROOT
 
 CONFIG = ROOT / "tests" / "schemathesis.toml"
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "6"))
 METRICS_TOKEN = "fuzz-metrics-" + secrets.token_hex(8)
 
 
