@@ -29,7 +29,7 @@ def openapi():
 @documented("The socket's AsyncAPI 3 document", "documents", auth=None, answers={200: DOCUMENT})
 def asyncapi():
     """The AsyncAPI 3 document of the socket `/api/ws`."""
-    from .contract.asyncapi import asyncapi_document  # noqa: PLC0415 - only when asked for (see openapi_document)
+    from .contract.asyncapi import asyncapi_document  # only when asked for (see openapi_document)
 
     return jsonify(_cached("asyncapi", lambda: asyncapi_document(current_app.config)))
 

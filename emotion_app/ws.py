@@ -21,8 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import logs, messages, store, tickets, wsreader
 from .auth import access_claims, revocation
-from .detection import request as detection
 from .contract.frames import SocketQuery
+from .detection import request as detection
 from .errors import ApiError
 from .extensions import db, read_connection, sock
 from .http import checked_query

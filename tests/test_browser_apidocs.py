@@ -3,9 +3,8 @@ OpenAPI document within the page's Content-Security-Policy, and a person can aut
 with "Try it out"."""
 import json
 
-from playwright.sync_api import expect
-
 from browserhelpers import Device, browser  # noqa: F401 (fixture)
+from playwright.sync_api import expect
 
 
 def test_the_docs_page_shows_the_api_and_sets_an_emotion_with_try_it_out(live_server, browser):  # noqa: F811

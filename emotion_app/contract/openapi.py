@@ -70,7 +70,7 @@ def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index", "a
     AsyncAPI document)."""
     # Here, not at import: every view module imports `documented`, and pydantic's JSON Schema machinery is
     # needed only when a document is built.
-    from .documents import parameters, schemas  # noqa: PLC0415
+    from .documents import parameters, schemas
 
     config = app.config
     operations = []
@@ -87,7 +87,7 @@ def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index", "a
     for *_, operation in operations:
         models.update(m for m in (operation.body, *operation.answers.values()) if isinstance(m, type))
         if operation.forms:
-            from .bodies import DetectForm  # noqa: PLC0415 - the one form-taking operation's model
+            from .bodies import DetectForm  # the one form-taking operation's model
 
             models.add(DetectForm)
     refs, components = schemas(sorted(models, key=lambda m: m.__name__), config, mode="serialization")
@@ -140,7 +140,7 @@ def _operation(rule, method, view, operation, refs, query):
     if operation.body is not None:
         content = {"application/json": {"schema": refs[operation.body]}}
         if operation.forms:
-            from .bodies import DetectForm  # noqa: PLC0415
+            from .bodies import DetectForm
 
             content["multipart/form-data"] = {"schema": refs[DetectForm]}
             content["application/x-www-form-urlencoded"] = {"schema": refs[operation.body]}
