@@ -14,8 +14,10 @@ bp = Blueprint("emotions", __name__, url_prefix="/api/emotions")
 @jwt_required()
 @documented(
     "Set the current emotion", "emotions", body=EmotionChange,
-    answers={201: Event, 200: ("A repeat of a `client_msg_id`: the original event, marked `duplicate`; nothing stored.",
-                               {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}})},
+    answers={
+        201: Event,
+        200: ("A repeat of a `client_msg_id`: the original event, marked `duplicate`; nothing stored.", Event),
+    },
 )
 def post_emotion():
     """Store an emotion and push it to every device of the user: the same path as a socket update."""

@@ -87,6 +87,8 @@ class TicketRequest(Shape):
 
 
 def _text_within(value, info):
+    if value is None:
+        return None
     text = value.strip() or None
     limit = info.context["DETECT_MAX_TEXT"]
     if text is not None and len(text) > limit:
@@ -99,7 +101,7 @@ DetectText = Annotated[
     Setting("DETECT_MAX_TEXT", "maxLength"),
     Must("a string", doc="The text to read (surrounding spaces do not count towards its length)."),
     Field(examples=["What a wonderful day!"]),
-    AfterValidator(lambda value, info: None if value is None else _text_within(value, info)),
+    AfterValidator(_text_within),
 ]
 
 
@@ -288,10 +290,3 @@ class Error(Shape):
     checks: dict[str, str] | None = Field(None, description="/readyz: each check, `ok` or what is wrong.")
     detection: str | None = Field(None, description="/readyz: how detection stands.")
 
-
-__all__ = [
-    "AccessToken", "Bucket", "Credentials", "CurrentEmotion", "DetectBody", "DetectForm", "DetectQuery",
-    "Detection", "EmotionChange", "Error", "Event", "ExportQuery", "Health", "History", "HistoryQuery",
-    "LoggedOut", "OnlineDevices", "PasswordChange", "Ready", "Registration", "Session", "Stats", "StatsQuery",
-    "Ticket", "TicketRequest", "User",
-]

@@ -66,7 +66,6 @@ Emotion = Annotated[
 ]
 ClientTimestamp = Annotated[StrictStr, Field(pattern=ISO_8601, max_length=64, examples=[TIMESTAMP_EXAMPLE])]
 ClientMsgId = Annotated[StrictStr, Field(min_length=1, max_length=64, examples=["a1b2c3"])]
-RequestId = StrictStr | StrictInt
 DeviceName = Annotated[
     StrictStr | None,
     Must(

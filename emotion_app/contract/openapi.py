@@ -31,9 +31,10 @@ class Operation:
     auth: str | None = "access"  # access, refresh, either, metrics, or None
     body: type | None = None
     body_optional: bool = False
-    forms: bool = False  # also takes the body as multipart/form-data and a urlencoded form (detection)
+    form: type | None = None  # the multipart form it also takes (then `body` also as a urlencoded form)
     query: type | None = None
-    answers: dict = field(default_factory=dict)  # status -> model, or (media type, schema dict)
+    # status -> a model; (description, a model); or (description, {media type: {"schema": ...}})
+    answers: dict = field(default_factory=dict)
     errors: tuple = ()
     links: dict = field(default_factory=dict)  # status -> OpenAPI links of that answer
 
@@ -85,11 +86,8 @@ def openapi_document(app, skip=("static", "ws.emotion_socket", "pages.index", "a
             operations.append((rule, method, view, operation))
     models = {Error}
     for *_, operation in operations:
-        models.update(m for m in (operation.body, *operation.answers.values()) if isinstance(m, type))
-        if operation.forms:
-            from .bodies import DetectForm  # the one form-taking operation's model
-
-            models.add(DetectForm)
+        answers = (answer[1] if isinstance(answer, tuple) else answer for answer in operation.answers.values())
+        models.update(m for m in (operation.body, operation.form, *answers) if isinstance(m, type))
     refs, components = schemas(sorted(models, key=lambda m: m.__name__), config, mode="serialization")
     paths = {}
     for rule, method, view, operation in operations:
@@ -139,10 +137,8 @@ def _operation(rule, method, view, operation, refs, query):
         statuses |= set(TOKEN)
     if operation.body is not None:
         content = {"application/json": {"schema": refs[operation.body]}}
-        if operation.forms:
-            from .bodies import DetectForm
-
-            content["multipart/form-data"] = {"schema": refs[DetectForm]}
+        if operation.form is not None:
+            content["multipart/form-data"] = {"schema": refs[operation.form]}
             content["application/x-www-form-urlencoded"] = {"schema": refs[operation.body]}
         out["requestBody"] = {"required": not operation.body_optional, "content": content}
         statuses |= set(JSON_BODY)
@@ -160,10 +156,10 @@ def _operation(rule, method, view, operation, refs, query):
 
 
 def _answer(status, answer, refs):
-    if isinstance(answer, type):
-        return {"description": (answer.__doc__ or "OK").strip().splitlines()[0],
-                "content": {"application/json": {"schema": refs[answer]}}}
-    description, content = answer
+    description, content = answer if isinstance(answer, tuple) else (None, answer)
+    if isinstance(content, type):
+        description = description or (content.__doc__ or "OK").strip().splitlines()[0]
+        content = {"application/json": {"schema": refs[content]}}
     return {"description": description, "content": content}
 
 

@@ -6,7 +6,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import ApiError
 from ..extensions import db
-from ..contract.bodies import DetectBody, DetectQuery, Detection
+from ..contract.bodies import DetectBody, DetectForm, DetectQuery, Detection
 from ..contract.openapi import documented
 from ..http import checked_query, json_object
 from .request import APPLY_MODES, checked_fields, handle
@@ -22,7 +22,7 @@ JSON_BYTES_PER_CHAR = 12
 @bp.post("/api/emotions/detect")
 @jwt_required()
 @documented(
-    "Detect the emotion of a text, a photo, or both", "detection", query=DetectQuery, body=DetectBody, forms=True,
+    "Detect the emotion of a text, a photo, or both", "detection", query=DetectQuery, body=DetectBody, form=DetectForm,
     answers={200: Detection}, errors=(413, 415, 422, 429),
 )
 def detect():
