@@ -1,11 +1,15 @@
 """The wire format, in one place: parsing and validating client frames, building server frames."""
 import json
 
+from pydantic import TypeAdapter, ValidationError
+
+from .contract.fields import RequestId
 from .contract.frames import CLIENT_FRAMES
 from .contract.validation import FrameError, check
 from .timeutil import isoformat, utcnow
 
 CLIENT_TYPES = tuple(CLIENT_FRAMES)
+REQUEST_ID = TypeAdapter(RequestId)
 WELCOME = "Connected to emotion detection WebSocket server"
 # Codes of frames refused before their type was known.
 UNPARSED = ("binary_not_supported", "invalid_format", "too_deep", "missing_type", "unknown_type")
@@ -64,10 +68,19 @@ def parse_frame(data, settings):
     try:
         return check(model, frame, settings)
     except FrameError as exc:
-        request_id = frame.get("request_id")
-        if "request_id" not in exc.problems and request_id is not None:
-            exc.request_id = request_id  # an answer to a refused `detect` still names its request
+        exc.request_id = _request_id(model, frame)  # an answer to a refused `detect` still names its request
         raise
+
+
+def _request_id(model, frame):
+    """The frame's `request_id` if its type takes one and it is valid, else None: the error that refuses a
+    frame never echoes what the client sent unchecked."""
+    if "request_id" not in model.model_fields:
+        return None
+    try:
+        return REQUEST_ID.validate_python(frame.get("request_id"))
+    except ValidationError:
+        return None
 
 
 def encode(frame):

@@ -201,3 +201,21 @@ def test_bad_device_names_are_refused(raw):
     with pytest.raises(FrameError) as info:
         device_name(raw)
     assert (info.value.code, info.value.field) == ("invalid_field", "device")
+
+
+@pytest.mark.parametrize(
+    "frame, request_id",
+    [
+        ({"type": "detect", "text": 7, "request_id": "r1"}, "r1"),  # a refused detect names its request
+        ({"type": "detect", "text": "hi", "image": "aGk=", "request_id": 7}, 7),
+        # Only a valid request_id of a frame that takes one is echoed back: never the client's raw value.
+        ({"type": "detect", "text": "hi", "image": "aGk=", "request_id": {"x": ["y"] * 3}}, None),
+        ({"type": "detect", "text": "hi", "image": "aGk=", "request_id": "x" * 65}, None),
+        ({"type": "emotion_update", "emotion": 5, "request_id": {"x": 1}}, None),
+        ({"type": "emotion_update", "emotion": 5, "request_id": "r1"}, None),
+    ],
+)
+def test_a_refused_frame_names_only_a_valid_request_id(frame, request_id):
+    with pytest.raises(FrameError) as info:
+        parse_frame(json.dumps(frame))
+    assert info.value.request_id == request_id

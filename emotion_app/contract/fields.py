@@ -76,6 +76,10 @@ DeviceName = Annotated[
     Field(examples=["Pixel 8"]),
 ]
 
+RequestId = Annotated[StrictStr, Field(min_length=1, max_length=64)] | Annotated[
+    StrictInt, Field(gt=-(2**53), lt=2**53)
+]
+
 # The optional fields of an emotion change, as HTTP bodies and frames take them.
 OptionalTimestamp = Annotated[
     ClientTimestamp | None,
@@ -90,9 +94,7 @@ OptionalClientMsgId = Annotated[
     ),
 ]
 OptionalRequestId = Annotated[
-    Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    | Annotated[StrictInt, Field(gt=-(2**53), lt=2**53)]
-    | None,
+    RequestId | None,
     Must("a string of 1-64 characters or a whole number", doc="Echoed in the answer, to match it to this frame."),
 ]
 
